@@ -1,0 +1,278 @@
+"""The hash chain: the byte encoding of a link and the verification of a chain of rows.
+
+The encoding is specified in ``docs/chain.md``; this module is its reference implementation.
+Every stored column of an event except ``hash`` itself is bound into the link, each value with a
+type tag and (for text) a length prefix, after a domain tag. The payload is hashed as the exact
+UTF-8 bytes stored, never re-serialised. The first link's ``prev_hash`` is derived from the
+journal id, so a chain cannot be moved from one journal to another.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+CHAIN_ALGORITHM = "journal-chain-v1/sha256"
+DOMAIN_TAG = b"journal-chain-v1\x00"
+GENESIS_TAG = b"journal-chain-v1/genesis\x00"
+
+#: The stored columns bound into a link, in preimage order (``prev_hash`` first).
+LINK_COLUMNS: tuple[str, ...] = (
+    "prev_hash",
+    "seq",
+    "event_ulid",
+    "session_ulid",
+    "run_ulid",
+    "kind",
+    "actor",
+    "timestamp_unix_ms",
+    "created_at_unix_ms",
+    "principal",
+    "device_id",
+    "channel",
+    "redacted",
+    "redaction_rules",
+    "payload_json",
+)
+
+_TAG_NULL = b"\x00"
+_TAG_TEXT = b"\x01"
+_TAG_INT = b"\x02"
+_TAG_REAL = b"\x03"
+_PACK_LEN = struct.Struct(">I").pack
+_PACK_INT = struct.Struct(">q").pack
+_PACK_REAL = struct.Struct(">d").pack
+
+Value = str | bytes | int | float | None
+
+
+def encode_value(value: Value) -> bytes:
+    """The tagged encoding of one column value (see ``docs/chain.md``)."""
+    if value is None:
+        return _TAG_NULL
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogatepass")
+    if isinstance(value, bytes):
+        return _TAG_TEXT + _PACK_LEN(len(value)) + value
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 63):
+            raise ValueError(f"integer {value} does not fit in 64 bits")
+        return _TAG_INT + _PACK_INT(value)
+    if isinstance(value, float):
+        return _TAG_REAL + _PACK_REAL(value)
+    raise TypeError(f"cannot encode {type(value).__name__} in a chain link")
+
+
+def link_preimage(values: Sequence[Value]) -> bytes:
+    """The exact bytes hashed for a link: the domain tag and every value of ``LINK_COLUMNS``."""
+    if len(values) != len(LINK_COLUMNS):
+        raise ValueError(f"a link has {len(LINK_COLUMNS)} values, got {len(values)}")
+    return DOMAIN_TAG + b"".join(encode_value(value) for value in values)
+
+
+def link_hash(values: Sequence[Value]) -> str:
+    """Lower-case hex SHA-256 of :func:`link_preimage`."""
+    return hashlib.sha256(link_preimage(values)).hexdigest()
+
+
+def genesis_prev_hash(journal_id: str) -> str:
+    """The ``prev_hash`` of a journal's first event, bound to the journal id."""
+    return hashlib.sha256(GENESIS_TAG + encode_value(journal_id)).hexdigest()
+
+
+class BreakCode(enum.StrEnum):
+    """Why a link is broken. The names are the original's, so reports can be compared."""
+
+    MISSING_EVENT = "missing_event"
+    PREV_HASH_MISMATCH = "prev_hash_mismatch"
+    HASH_MISMATCH = "hash_mismatch"
+    MISSING_GENESIS = "missing_genesis"
+    GENESIS_PREV_HASH_MISMATCH = "genesis_prev_hash_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """One broken link. ``seq`` is where the problem shows; ``event_id`` is None for a gap."""
+
+    code: BreakCode
+    seq: int
+    event_id: str | None
+    expected: str | None
+    found: str | None
+    summary: str
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view (no payload text is ever part of a break)."""
+        return {
+            "code": self.code.value,
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "expected": self.expected,
+            "found": self.found,
+            "summary": self.summary,
+        }
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """The outcome of a verification. ``ok`` only when no link is broken."""
+
+    scope: str
+    from_seq: int
+    checked_events: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_hash: str | None = None
+    breaks: list[ChainBreak] = field(default_factory=list)
+    breaks_truncated: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when every checked link holds."""
+        return not self.breaks and self.breaks_truncated == 0
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view of the report."""
+        return {
+            "status": "ok" if self.ok else "broken",
+            "scope": self.scope,
+            "from_seq": self.from_seq,
+            "checked_events": self.checked_events,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "head_hash": self.head_hash,
+            "broken_links": len(self.breaks) + self.breaks_truncated,
+            "breaks": [item.to_dict() for item in self.breaks],
+        }
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def _text(value: Value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def verify_rows(
+    rows: Iterable[Sequence[Value]],
+    *,
+    journal_id: str,
+    from_seq: int = 1,
+    anchor_hash: str | None = None,
+    max_breaks: int = 10_000,
+    progress: ProgressCallback | None = None,
+    progress_every: int = 50_000,
+) -> VerifyReport:
+    """Check every link of ``rows`` and report every break, in one streaming pass.
+
+    ``rows`` yields ``LINK_COLUMNS`` values followed by the stored ``hash``, in ascending seq
+    order, starting at ``from_seq``. When ``from_seq`` > 1, ``anchor_hash`` is the stored hash of
+    event ``from_seq - 1`` (None if that row is missing, which is then reported as a gap). Each
+    link is checked on its own against the *stored* hash of its predecessor, so one edited row
+    yields one break rather than a cascade. ``progress(checked, last_seq)`` is called every
+    ``progress_every`` rows. Memory stays bounded whatever the number of rows; at most
+    ``max_breaks`` breaks are kept (the rest are counted).
+    """
+    report = VerifyReport(scope="full" if from_seq <= 1 else "from_seq", from_seq=from_seq)
+    expected_seq = max(from_seq, 1)
+    if from_seq <= 1:
+        expected_prev: str | None = genesis_prev_hash(journal_id)
+    else:
+        expected_prev = anchor_hash
+
+    def add(item: ChainBreak) -> None:
+        if len(report.breaks) < max_breaks:
+            report.breaks.append(item)
+        else:
+            report.breaks_truncated += 1
+
+    sha256 = hashlib.sha256
+    tag = DOMAIN_TAG
+    checked = 0
+    for row in rows:
+        seq = row[1]
+        event_id = _text(row[2])
+        stored_prev = _text(row[0])
+        stored_hash = _text(row[-1])
+        if not isinstance(seq, int):
+            add(
+                ChainBreak(
+                    BreakCode.HASH_MISMATCH, expected_seq, event_id, None, _text(seq),
+                    "seq is not an integer",
+                )
+            )
+            continue
+        if checked == 0 and from_seq <= 1 and seq != 1:
+            add(
+                ChainBreak(
+                    BreakCode.MISSING_GENESIS, seq, event_id, "1", str(seq),
+                    f"the chain starts at seq {seq}, not 1: its first events are missing",
+                )
+            )
+        elif seq != expected_seq:
+            add(
+                ChainBreak(
+                    BreakCode.MISSING_EVENT, expected_seq, None, str(expected_seq), str(seq),
+                    f"events {expected_seq}..{seq - 1} are missing"
+                    if seq > expected_seq + 1
+                    else f"event {expected_seq} is missing",
+                )
+            )
+        if seq == 1 and stored_prev != expected_prev:
+            add(
+                ChainBreak(
+                    BreakCode.GENESIS_PREV_HASH_MISMATCH, seq, event_id, expected_prev,
+                    stored_prev, "the first event is not bound to this journal's id",
+                )
+            )
+        elif seq != 1 and stored_prev != expected_prev:
+            add(
+                ChainBreak(
+                    BreakCode.PREV_HASH_MISMATCH, seq, event_id, expected_prev, stored_prev,
+                    "prev_hash does not match the hash of the event before it",
+                )
+            )
+        try:
+            computed: str | None = sha256(
+                tag + b"".join(encode_value(value) for value in row[:-1])
+            ).hexdigest()
+        except (TypeError, ValueError):
+            computed = None
+        if computed != stored_hash:
+            add(
+                ChainBreak(
+                    BreakCode.HASH_MISMATCH, seq, event_id, computed, stored_hash,
+                    "the stored hash does not match the event's content",
+                )
+            )
+        expected_prev = stored_hash
+        expected_seq = seq + 1
+        checked += 1
+        if report.first_seq is None:
+            report.first_seq = seq
+        report.last_seq = seq
+        if progress is not None and checked % progress_every == 0:
+            progress(checked, seq)
+    report.checked_events = checked
+    report.head_hash = expected_prev if checked else None
+    if progress is not None:
+        progress(checked, report.last_seq or 0)
+    return report
+
+
+def iter_chunks(fetch: Callable[[], Sequence[Sequence[Value]]]) -> Iterator[Sequence[Value]]:
+    """Yield rows from a ``fetchmany``-like callable until it returns an empty chunk."""
+    while True:
+        chunk = fetch()
+        if not chunk:
+            return
+        yield from chunk

@@ -1,0 +1,359 @@
+"""The ``journal`` command line: append, verify, tail, export and inspect journals.
+
+Every user error ends in a one-line message on stderr and a non-zero exit status, never a
+traceback. Exit statuses: 0 success; 1 refused input (append) or a broken chain (verify);
+2 the command could not run (not a journal, unreadable, locked, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import orjson
+
+from journal_core.chain import VerifyReport
+from journal_core.connection import JournalConfig, JournalInfo
+from journal_core.errors import JournalError, ValidationError
+from journal_core.reader import JournalReader, StoredEvent, verify_file
+from journal_core.store import AppendResult, Journal
+from journal_core.terminal_text import printable
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_CANNOT = 2
+
+_MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
+class CliError(Exception):
+    """A user error the command line reports as one line, with an exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_CANNOT) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(f"{message} (see `{self.prog} --help`)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="journal",
+        description="A tamper-evident journal for an AI-agent daemon.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    append = commands.add_parser(
+        "append",
+        help="append JSON Lines events from stdin",
+        description=(
+            "Read events as JSON Lines on stdin and append them, committing as they stream."
+            " Prints 'seq event_id hash' per event once it is committed."
+        ),
+    )
+    append.add_argument("db", help="journal file (created if missing)")
+    append.add_argument("--sync", choices=("NORMAL", "FULL"), default="NORMAL")
+    append.add_argument("--max-payload-bytes", type=int, default=None)
+
+    verify = commands.add_parser("verify", help="verify the hash chain")
+    verify.add_argument("db")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument("--from-seq", type=int, default=1, help="verify from this seq on")
+
+    tail = commands.add_parser("tail", help="print the newest events")
+    tail.add_argument("db")
+    tail.add_argument("-n", "--lines", type=int, default=20, help="events to show (default 20)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    tail.add_argument("--json", action="store_true", help="one JSON object per event")
+    tail.add_argument("--interval", type=float, default=0.2, help="poll interval in seconds")
+
+    export = commands.add_parser("export", help="export events (see docs/export.md)")
+    export.add_argument("db")
+    export.add_argument("--format", choices=("jsonl",), default="jsonl")
+    export.add_argument("--from-seq", type=int, default=1)
+    export.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    info = commands.add_parser("info", help="show what identifies a journal")
+    info.add_argument("db")
+    info.add_argument("--json", action="store_true")
+    return parser
+
+
+def _write_line(stream: TextIO, line: str) -> None:
+    stream.write(line + "\n")
+    stream.flush()
+
+
+# --- append -----------------------------------------------------------------------------------
+
+
+def _parse_line(raw: bytes) -> dict[str, object]:
+    if len(raw) > _MAX_LINE_BYTES:
+        raise ValidationError("line", f"is longer than {_MAX_LINE_BYTES} bytes")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ValidationError("line", f"is not a JSON object ({error})") from None
+    if not isinstance(value, dict):
+        raise ValidationError("line", f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None]) -> None:
+    """Read stdin on a thread and hand lines to the event loop as they arrive."""
+    try:
+        for raw in sys.stdin.buffer:
+            loop.call_soon_threadsafe(queue.put_nowait, raw)
+    finally:
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+async def _append(args: argparse.Namespace) -> int:
+    config = JournalConfig(synchronous=args.sync)
+    if args.max_payload_bytes is not None:
+        try:
+            config = JournalConfig(synchronous=args.sync, max_payload_bytes=args.max_payload_bytes)
+        except ValueError as error:
+            raise CliError(f"--max-payload-bytes: {error}") from None
+    refused = 0
+    async with await Journal.open(args.db, config) as journal:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        threading.Thread(target=_stdin_lines, args=(loop, queue), daemon=True).start()
+        line_number = 0
+        finished = False
+        while not finished:
+            chunk = [await queue.get()]
+            while not queue.empty() and len(chunk) < 4096:
+                chunk.append(queue.get_nowait())
+            pending: list[tuple[int, asyncio.Future[list[AppendResult]] | JournalError]] = []
+            for raw in chunk:
+                if raw is None:
+                    finished = True
+                    break
+                line_number += 1
+                if not raw.strip():
+                    continue
+                try:
+                    prepared = journal.prepare(_parse_line(raw))
+                except JournalError as error:
+                    pending.append((line_number, error))
+                    continue
+                future = asyncio.ensure_future(journal.append_prepared([prepared]))
+                pending.append((line_number, future))
+            for number, outcome in pending:
+                try:
+                    if isinstance(outcome, JournalError):
+                        raise outcome
+                    result = (await outcome)[0]
+                except JournalError as error:
+                    refused += 1
+                    _write_line(sys.stderr, f"journal: line {number}: {printable(str(error))}")
+                    continue
+                _write_line(sys.stdout, f"{result.seq} {result.event_id} {result.hash}")
+    return EXIT_REFUSED if refused else EXIT_OK
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+
+def _format_report(info: JournalInfo, report: VerifyReport) -> list[str]:
+    lines = []
+    status = "intact" if report.ok else "BROKEN"
+    span = (
+        f"seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "empty"
+    )
+    lines.append(
+        f"{info.path}: {status}: {report.checked_events} events checked ({span}),"
+        f" {len(report.breaks) + report.breaks_truncated} broken links"
+    )
+    for item in report.breaks:
+        lines.append(
+            f"  seq {item.seq} {item.code.value} event={item.event_id or '-'}"
+            f" expected={item.expected or '-'} found={printable(item.found or '-')}"
+            f": {item.summary}"
+        )
+    if report.breaks_truncated:
+        lines.append(f"  ... and {report.breaks_truncated} more")
+    return lines
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if args.from_seq < 1:
+        raise CliError("--from-seq must be >= 1")
+    info, report = verify_file(args.db, from_seq=args.from_seq)
+    if args.json:
+        document = {"journal_id": info.journal_id, "path": str(info.path), **report.to_dict()}
+        _write_line(sys.stdout, orjson.dumps(document).decode())
+    else:
+        for line in _format_report(info, report):
+            _write_line(sys.stdout, line)
+    return EXIT_OK if report.ok else EXIT_REFUSED
+
+
+# --- tail -------------------------------------------------------------------------------------
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def format_event_line(event: StoredEvent, width: int = 160) -> str:
+    """One human-readable, terminal-safe line for an event."""
+    head = (
+        f"{event.seq:>8} {_time(event.timestamp_unix_ms)} {event.kind_name:<16}"
+        f" {event.actor_name:<6} run={event.run_id[-8:]} "
+    )
+    flag = "[redacted] " if event.redacted else ""
+    room = max(20, width - len(head) - len(flag))
+    payload = printable(event.payload_json)
+    if len(payload) > room:
+        payload = payload[: room - 1] + "…"
+    return head + flag + payload
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    if args.lines < 0:
+        raise CliError("--lines must be >= 0")
+    if args.interval <= 0:
+        raise CliError("--interval must be > 0")
+    width = max(60, os.get_terminal_size().columns if sys.stdout.isatty() else 160)
+
+    def show(event: StoredEvent) -> None:
+        if args.json:
+            _write_line(sys.stdout, orjson.dumps(event.to_dict()).decode())
+        else:
+            _write_line(sys.stdout, format_event_line(event, width))
+
+    async with await JournalReader.open(args.db) as reader:
+        last = 0
+        for event in await reader.last_events(args.lines):
+            show(event)
+            last = event.seq
+        if not args.lines:
+            last = (await reader.head()).seq
+        if not args.follow:
+            return EXIT_OK
+        version = await reader.data_version()
+        while True:
+            await asyncio.sleep(args.interval)
+            current = await reader.data_version()
+            if current == version:
+                continue
+            version = current
+            while batch := await reader.events_after(last, 1_000):
+                for event in batch:
+                    show(event)
+                last = batch[-1].seq
+
+
+# --- export and info --------------------------------------------------------------------------
+
+
+async def _export(args: argparse.Namespace) -> int:
+    if args.from_seq < 1:
+        raise CliError("--from-seq must be >= 1")
+    async with await JournalReader.open(args.db) as reader:
+        head = await reader.head()
+        target = Path(args.output) if args.output else None
+        stream = target.open("wb") if target else sys.stdout.buffer
+        try:
+            header = {
+                "type": "journal",
+                "format": "journal-export-v1",
+                "journal_id": reader.info.journal_id,
+                "chain_algorithm": reader.info.chain_algorithm,
+                "schema_version": reader.info.schema_version,
+                "from_seq": args.from_seq,
+                "to_seq": head.seq,
+            }
+            stream.write(orjson.dumps(header) + b"\n")
+            last = args.from_seq - 1
+            while last < head.seq:
+                batch = await reader.events_after(last, 5_000)
+                batch = [event for event in batch if event.seq <= head.seq]
+                if not batch:
+                    break
+                for event in batch:
+                    stream.write(orjson.dumps({"type": "event", **event.to_dict()}) + b"\n")
+                last = batch[-1].seq
+            stream.flush()
+        finally:
+            if target:
+                stream.close()
+    return EXIT_OK
+
+
+async def _info(args: argparse.Namespace) -> int:
+    async with await JournalReader.open(args.db) as reader:
+        head = await reader.head()
+        info = reader.info
+    sizes = {
+        suffix or "db": (Path(f"{info.path}{suffix}").stat().st_size
+                         if Path(f"{info.path}{suffix}").exists() else 0)
+        for suffix in ("", "-wal", "-shm")
+    }
+    document = {
+        "path": str(info.path),
+        "journal_id": info.journal_id,
+        "chain_algorithm": info.chain_algorithm,
+        "schema_version": info.schema_version,
+        "created_at": _time(info.created_at_unix_ms),
+        "events": head.count,
+        "head_seq": head.seq,
+        "head_hash": head.hash,
+        "bytes": sizes,
+    }
+    if args.json:
+        _write_line(sys.stdout, orjson.dumps(document).decode())
+    else:
+        for key, value in document.items():
+            _write_line(sys.stdout, f"{key + ':':<17}{value}")
+    return EXIT_OK
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv``; returns the exit status."""
+    try:
+        args = _build_parser().parse_args(argv)
+        command = args.command
+        if command == "append":
+            return asyncio.run(_append(args))
+        if command == "verify":
+            return _verify(args)
+        if command == "tail":
+            return asyncio.run(_tail(args))
+        if command == "export":
+            return asyncio.run(_export(args))
+        return asyncio.run(_info(args))
+    except CliError as error:
+        _write_line(sys.stderr, f"journal: {error}")
+        return error.status
+    except JournalError as error:
+        _write_line(sys.stderr, f"journal: {printable(str(error))}")
+        return EXIT_CANNOT
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            sys.stdout.close()
+        return EXIT_OK
+    except OSError as error:
+        _write_line(sys.stderr, f"journal: {error.strerror or error}: {error.filename or ''}")
+        return EXIT_CANNOT
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

@@ -1,0 +1,292 @@
+"""Read-only access to a journal, for inspectors, tailers and verifiers.
+
+:class:`JournalReader` opens the file with ``mode=ro`` over aiosqlite. Every query is its own
+short transaction, so an idle reader never holds a snapshot that would stop the writer's WAL
+checkpoints. ``PRAGMA data_version`` tells cheaply whether another connection committed, and
+:meth:`JournalReader.events_after` pages through events by seq for tailing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import aiosqlite
+import orjson
+
+from journal_core.chain import LINK_COLUMNS, ProgressCallback, Value, VerifyReport, verify_rows
+from journal_core.connection import JournalInfo, describe_sqlite_error, open_reader
+from journal_core.events import actor_name, kind_name
+
+_EVENT_COLUMNS = (
+    "seq, event_ulid, session_ulid, run_ulid, kind, actor, timestamp_unix_ms, payload_json,"
+    " redacted, redaction_rules, hash, prev_hash, principal, device_id, channel,"
+    " created_at_unix_ms"
+)
+_VERIFY_PAGE = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of ``journal_events`` as stored."""
+
+    seq: int
+    event_id: str
+    session_id: str
+    run_id: str
+    kind: int
+    actor: int
+    timestamp_unix_ms: int
+    payload_json: str
+    redacted: bool
+    redaction_rules: tuple[str, ...]
+    hash: str
+    prev_hash: str
+    principal: str
+    device_id: str
+    channel: str | None
+    created_at_unix_ms: int
+
+    @property
+    def kind_name(self) -> str:
+        """The kind's name (``tool_proposed``), or ``kind_<n>`` for an extension kind."""
+        return kind_name(self.kind)
+
+    @property
+    def actor_name(self) -> str:
+        """The actor's name (``agent``), or ``actor_<n>`` for an extension actor."""
+        return actor_name(self.actor)
+
+    def payload(self) -> object:
+        """The payload parsed from its stored JSON text."""
+        return orjson.loads(self.payload_json)
+
+    def to_dict(self) -> dict[str, object]:
+        """Every stored column, with the payload as its exact stored JSON text."""
+        return {
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "session_id": self.session_id,
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "kind_name": self.kind_name,
+            "actor": self.actor,
+            "actor_name": self.actor_name,
+            "timestamp_unix_ms": self.timestamp_unix_ms,
+            "created_at_unix_ms": self.created_at_unix_ms,
+            "principal": self.principal,
+            "device_id": self.device_id,
+            "channel": self.channel,
+            "redacted": self.redacted,
+            "redaction_rules": list(self.redaction_rules),
+            "payload_json": self.payload_json,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+def _event_from_row(row: sqlite3.Row | tuple[object, ...]) -> StoredEvent:
+    rules_text = row[9]
+    rules: tuple[str, ...] = ()
+    if isinstance(rules_text, str) and rules_text:
+        try:
+            parsed = orjson.loads(rules_text)
+            rules = tuple(str(item) for item in parsed) if isinstance(parsed, list) else ()
+        except orjson.JSONDecodeError:
+            rules = ()
+    return StoredEvent(
+        seq=int(row[0]),  # type: ignore[call-overload]
+        event_id=str(row[1]),
+        session_id=str(row[2]),
+        run_id=str(row[3]),
+        kind=int(row[4]),  # type: ignore[call-overload]
+        actor=int(row[5]),  # type: ignore[call-overload]
+        timestamp_unix_ms=int(row[6]),  # type: ignore[call-overload]
+        payload_json=str(row[7]),
+        redacted=bool(row[8]),
+        redaction_rules=rules,
+        hash=str(row[10]),
+        prev_hash=str(row[11]),
+        principal=str(row[12]),
+        device_id=str(row[13]),
+        channel=None if row[14] is None else str(row[14]),
+        created_at_unix_ms=int(row[15]),  # type: ignore[call-overload]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The newest event: its seq and hash (seq 0 and no hash for an empty journal)."""
+
+    seq: int
+    hash: str | None
+    count: int
+
+
+def iter_link_rows(
+    conn: sqlite3.Connection, from_seq: int, to_seq: int
+) -> Iterator[tuple[Value, ...]]:
+    """Rows for :func:`verify_rows` in seq order, paged so no transaction stays open long."""
+    columns = ", ".join(LINK_COLUMNS) + ", hash"
+    query = (
+        f"SELECT {columns} FROM journal_events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
+    )
+    cursor_seq = from_seq
+    while cursor_seq <= to_seq:
+        rows = conn.execute(query, (cursor_seq, to_seq, _VERIFY_PAGE)).fetchall()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][1]
+        if not isinstance(last, int):
+            return
+        cursor_seq = last + 1
+
+
+def verify_file(
+    path: str | os.PathLike[str],
+    *,
+    from_seq: int = 1,
+    progress: ProgressCallback | None = None,
+    busy_timeout_ms: int = 5_000,
+) -> tuple[JournalInfo, VerifyReport]:
+    """Verify the chain of the journal at ``path`` (read-only), streaming in seq pages.
+
+    The upper bound is the head at the start, so verifying a live journal terminates; events
+    appended meanwhile are left for the next (incremental) run.
+    """
+    if from_seq < 1:
+        raise ValueError("from_seq must be >= 1")
+    conn, info = open_reader(path, busy_timeout_ms=busy_timeout_ms, raw_text=True)
+    try:
+        head = conn.execute("SELECT MAX(seq) FROM journal_events").fetchone()[0]
+        to_seq = int(head or 0)
+        anchor: str | None = None
+        if from_seq > 1:
+            row = conn.execute(
+                "SELECT hash FROM journal_events WHERE seq = ?", (from_seq - 1,)
+            ).fetchone()
+            anchor = None if row is None else bytes(row[0]).decode("utf-8", "replace")
+        report = verify_rows(
+            iter_link_rows(conn, from_seq, to_seq),
+            journal_id=info.journal_id,
+            from_seq=from_seq,
+            anchor_hash=anchor,
+            progress=progress,
+        )
+    except sqlite3.Error as error:
+        raise describe_sqlite_error(info.path, error) from None
+    finally:
+        conn.close()
+    return info, report
+
+
+class JournalReader:
+    """A read-only view of a journal. Use :meth:`open` (an async context manager too)."""
+
+    def __init__(self, conn: aiosqlite.Connection, info: JournalInfo) -> None:
+        self._conn = conn
+        self.info = info
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5_000) -> Self:
+        """Open the journal at ``path`` read-only; raises a typed error if it is not one."""
+        info = await asyncio.to_thread(_probe, path, busy_timeout_ms)
+        uri = f"file:{urllib.parse.quote(str(info.path))}?mode=ro"
+        try:
+            conn = await aiosqlite.connect(
+                uri, uri=True, isolation_level=None, timeout=busy_timeout_ms / 1000
+            )
+            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        except sqlite3.Error as error:
+            raise describe_sqlite_error(info.path, error) from None
+        return cls(conn, info)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def path(self) -> Path:
+        """The journal file's absolute path."""
+        return self.info.path
+
+    async def _fetchall(
+        self, query: str, params: tuple[object, ...] = ()
+    ) -> list[tuple[object, ...]]:
+        try:
+            async with self._conn.execute(query, params) as cursor:
+                return [tuple(row) for row in await cursor.fetchall()]
+        except sqlite3.Error as error:
+            raise describe_sqlite_error(self.info.path, error) from None
+
+    async def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the file."""
+        rows = await self._fetchall("PRAGMA data_version")
+        return int(rows[0][0])  # type: ignore[call-overload]
+
+    async def head(self) -> Head:
+        """The newest event's seq and hash, and the number of events."""
+        rows = await self._fetchall(
+            "SELECT seq, hash, (SELECT COUNT(*) FROM journal_events)"
+            " FROM journal_events ORDER BY seq DESC LIMIT 1"
+        )
+        if not rows:
+            return Head(0, None, 0)
+        seq, digest, count = rows[0]
+        return Head(int(seq), str(digest), int(count))  # type: ignore[call-overload]
+
+    async def events_after(self, seq: int, limit: int = 1_000) -> list[StoredEvent]:
+        """Up to ``limit`` events with seq greater than ``seq``, oldest first."""
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        rows = await self._fetchall(
+            f"SELECT {_EVENT_COLUMNS} FROM journal_events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [_event_from_row(row) for row in rows]
+
+    async def last_events(self, count: int) -> list[StoredEvent]:
+        """The newest ``count`` events, oldest first."""
+        if count < 1:
+            return []
+        rows = await self._fetchall(
+            f"SELECT {_EVENT_COLUMNS} FROM journal_events ORDER BY seq DESC LIMIT ?", (count,)
+        )
+        return [_event_from_row(row) for row in reversed(rows)]
+
+    async def event(self, seq: int) -> StoredEvent | None:
+        """The event at ``seq``, or None."""
+        rows = await self._fetchall(
+            f"SELECT {_EVENT_COLUMNS} FROM journal_events WHERE seq = ?", (seq,)
+        )
+        return _event_from_row(rows[0]) if rows else None
+
+    async def verify(
+        self, *, from_seq: int = 1, progress: ProgressCallback | None = None
+    ) -> VerifyReport:
+        """Verify the chain on a worker thread with its own read-only connection."""
+        _, report = await asyncio.to_thread(
+            verify_file, self.info.path, from_seq=from_seq, progress=progress
+        )
+        return report
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+
+def _probe(path: str | os.PathLike[str], busy_timeout_ms: int) -> JournalInfo:
+    """Recognise the journal with a plain connection before aiosqlite opens it."""
+    conn, info = open_reader(path, busy_timeout_ms=busy_timeout_ms)
+    conn.close()
+    return info
+

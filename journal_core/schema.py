@@ -1,0 +1,202 @@
+"""The journal's SQLite schema: versioned forward migrations and recognising a journal file.
+
+A journal is recognised by its ``application_id`` (``JRNL``) and its ``journal_meta`` table.
+Migrations run forward only, each in its own transaction, and are recorded in
+``schema_migrations``. A file whose schema is newer than this code knows is refused, never
+downgraded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from journal_core.errors import NotAJournalError, SchemaTooNewError
+
+APPLICATION_ID = 0x4A524E4C  # "JRNL"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One forward step of the schema."""
+
+    version: int
+    name: str
+    sql: str
+
+
+_APPEND_ONLY = """
+CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;
+CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "journal_events",
+        """
+CREATE TABLE journal_meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER journal_meta_no_update BEFORE UPDATE ON journal_meta
+WHEN OLD.key IN ('journal_id', 'chain_algorithm', 'created_at_unix_ms')
+BEGIN SELECT RAISE(ABORT, 'journal_meta identity is immutable'); END;
+CREATE TRIGGER journal_meta_no_delete BEFORE DELETE ON journal_meta
+WHEN OLD.key IN ('journal_id', 'chain_algorithm', 'created_at_unix_ms')
+BEGIN SELECT RAISE(ABORT, 'journal_meta identity is immutable'); END;
+
+CREATE TABLE journal_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_ulid TEXT NOT NULL UNIQUE,
+    session_ulid TEXT NOT NULL,
+    run_ulid TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    actor INTEGER NOT NULL,
+    timestamp_unix_ms INTEGER NOT NULL,
+    payload_json TEXT NOT NULL,
+    redacted INTEGER NOT NULL DEFAULT 0,
+    redaction_rules TEXT,
+    hash TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    channel TEXT,
+    created_at_unix_ms INTEGER NOT NULL
+);
+CREATE INDEX journal_events_run_time ON journal_events (run_ulid, timestamp_unix_ms);
+CREATE INDEX journal_events_session ON journal_events (session_ulid, seq);
+CREATE INDEX journal_events_created ON journal_events (created_at_unix_ms);
+"""
+        + _APPEND_ONLY.format(table="journal_events"),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def now_ms() -> int:
+    """Wall-clock time in unix milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def read_header(path: Path) -> bytes:
+    """The first 100 bytes of ``path`` (the SQLite header), or fewer if the file is shorter."""
+    with path.open("rb") as handle:
+        return handle.read(100)
+
+
+def check_is_sqlite(path: Path) -> None:
+    """Refuse a file that is not a SQLite database, without letting SQLite touch it."""
+    if path.is_dir():
+        raise NotAJournalError(f"{path} is a directory, not a journal file")
+    header = read_header(path)
+    if len(header) == 0:
+        raise NotAJournalError(
+            f"{path} is an empty file, not a journal (remove it or choose another path)"
+        )
+    if not header.startswith(SQLITE_HEADER):
+        raise NotAJournalError(f"{path} is not a SQLite database, so not a journal")
+
+
+def table_names(conn: sqlite3.Connection) -> set[str]:
+    """Names of the user tables in the connected database."""
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def installed_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The journal's schema version; raises if the database is not a journal."""
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    tables = table_names(conn)
+    if application_id != APPLICATION_ID or "journal_meta" not in tables:
+        shown = ", ".join(sorted(name for name in tables if not name.startswith("sqlite_")))
+        detail = f" (its tables: {shown})" if shown else " (it has no tables)"
+        raise NotAJournalError(f"{path} is a SQLite database but not a journal{detail}")
+    if "schema_migrations" not in tables:
+        raise NotAJournalError(f"{path} is damaged: it has no schema_migrations table")
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    version = int(row[0] or 0)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"{path} has schema version {version}; this software knows up to {SCHEMA_VERSION}"
+            " (upgrade agent-journal to open it)"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, current: int) -> int:
+    """Apply every migration after ``current``, each in its own IMMEDIATE transaction."""
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            latest = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+            if latest is not None and latest >= migration.version:
+                conn.execute("ROLLBACK")
+                current = int(latest)
+                continue
+            for statement in _split_statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at_unix_ms)"
+                " VALUES (?, ?, ?)",
+                (migration.version, migration.name, now_ms()),
+            )
+            conn.execute(f"PRAGMA user_version = {migration.version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = migration.version
+    return current
+
+
+def _split_statements(sql: str) -> list[str]:
+    """Split a migration script into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
+
+
+def initialise(conn: sqlite3.Connection, journal_id: str, chain_algorithm: str) -> None:
+    """Lay out a brand-new journal in an empty database and record its identity."""
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_unix_ms INTEGER NOT NULL)"
+    )
+    migrate(conn, 0)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "INSERT INTO journal_meta (key, value) VALUES (?, ?)",
+        [
+            ("journal_id", journal_id),
+            ("chain_algorithm", chain_algorithm),
+            ("created_at_unix_ms", str(now_ms())),
+        ],
+    )
+    conn.execute("COMMIT")
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
+    """The journal's ``journal_meta`` as a dict."""
+    return {
+        str(key): str(value)
+        for key, value in conn.execute("SELECT key, value FROM journal_meta").fetchall()
+    }
