@@ -10,6 +10,7 @@ from journal_core.chain import CHAIN_ALGORITHM, BreakCode, ChainBreak, VerifyRep
 from journal_core.connection import JournalConfig, JournalInfo
 from journal_core.errors import (
     DuplicateEventError,
+    InvalidTransitionError,
     JournalBusyError,
     JournalClosedError,
     JournalError,
@@ -17,6 +18,7 @@ from journal_core.errors import (
     JournalNotFoundError,
     NotAJournalError,
     PayloadTooLargeError,
+    RecordNotFoundError,
     SchemaTooNewError,
     ValidationError,
 )
@@ -24,7 +26,7 @@ from journal_core.events import Actor, EventInput, Kind
 from journal_core.ids import new_ulid
 from journal_core.reader import Head, JournalReader, StoredEvent, verify_file
 from journal_core.redaction import RedactionPolicy
-from journal_core.store import AppendResult, Journal
+from journal_core.store import AppendResult, Journal, WriteContext
 
 __all__ = [
     "CHAIN_ALGORITHM",
@@ -35,6 +37,7 @@ __all__ = [
     "DuplicateEventError",
     "EventInput",
     "Head",
+    "InvalidTransitionError",
     "Journal",
     "JournalBusyError",
     "JournalClosedError",
@@ -47,11 +50,13 @@ __all__ = [
     "Kind",
     "NotAJournalError",
     "PayloadTooLargeError",
+    "RecordNotFoundError",
     "RedactionPolicy",
     "SchemaTooNewError",
     "StoredEvent",
     "ValidationError",
     "VerifyReport",
+    "WriteContext",
     "new_ulid",
     "verify_file",
 ]

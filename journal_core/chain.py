@@ -118,6 +118,27 @@ class ChainBreak:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class RecordBreak:
+    """A record row that does not match the chain (or a chained record that is not there)."""
+
+    code: str
+    table: str
+    key: str
+    event_seq: int | None
+    summary: str
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view (never any row content)."""
+        return {
+            "code": self.code,
+            "table": self.table,
+            "key": self.key,
+            "event_seq": self.event_seq,
+            "summary": self.summary,
+        }
+
+
 @dataclass(slots=True)
 class VerifyReport:
     """The outcome of a verification. ``ok`` only when no link is broken."""
@@ -130,11 +151,14 @@ class VerifyReport:
     head_hash: str | None = None
     breaks: list[ChainBreak] = field(default_factory=list)
     breaks_truncated: int = 0
+    records_checked: int = 0
+    records_purged: int = 0
+    record_breaks: list[RecordBreak] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when every checked link holds."""
-        return not self.breaks and self.breaks_truncated == 0
+        """True when every checked link holds and every record row matches the chain."""
+        return not self.breaks and self.breaks_truncated == 0 and not self.record_breaks
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready view of the report."""
@@ -148,6 +172,9 @@ class VerifyReport:
             "head_hash": self.head_hash,
             "broken_links": len(self.breaks) + self.breaks_truncated,
             "breaks": [item.to_dict() for item in self.breaks],
+            "records_checked": self.records_checked,
+            "records_purged": self.records_purged,
+            "record_breaks": [item.to_dict() for item in self.record_breaks],
         }
 
 

@@ -176,7 +176,9 @@ def _format_report(info: JournalInfo, report: VerifyReport) -> list[str]:
     )
     lines.append(
         f"{info.path}: {status}: {report.checked_events} events checked ({span}),"
-        f" {len(report.breaks) + report.breaks_truncated} broken links"
+        f" {len(report.breaks) + report.breaks_truncated} broken links;"
+        f" {report.records_checked} record rows checked, {report.records_purged} purged on"
+        f" purpose, {len(report.record_breaks)} not matching the chain"
     )
     for item in report.breaks:
         lines.append(
@@ -186,6 +188,11 @@ def _format_report(info: JournalInfo, report: VerifyReport) -> list[str]:
         )
     if report.breaks_truncated:
         lines.append(f"  ... and {report.breaks_truncated} more")
+    for record in report.record_breaks:
+        lines.append(
+            f"  {record.table} key={printable(record.key)} {record.code}"
+            f" event_seq={record.event_seq}: {record.summary}"
+        )
     return lines
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 
 from journal_core.errors import PayloadTooLargeError, ValidationError
-from journal_core.ids import new_ulid, normalize_ulid
+from journal_core import validate
+from journal_core.ids import new_ulid
 from journal_core.redaction import DEFAULT_REDACTOR, Redactor
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
-MAX_IDENTITY_BYTES = 256
 MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MAX_KIND = 65_535
 MAX_JSON_DEPTH = 256
@@ -32,7 +32,11 @@ _LONG_DIGITS = re.compile(r"\d{19}")
 
 
 class Kind(enum.IntEnum):
-    """What happened. The first eight values are the original daemon's; others are ours."""
+    """What happened. The first eight values are the original daemon's; others are ours.
+
+    ``RECORD_WRITTEN`` and ``RECORD_PURGED`` chain the writes of record tables (sessions, runs,
+    approvals ...): see :mod:`journal_core.records`.
+    """
 
     UNSPECIFIED = 0
     MESSAGE_RECEIVED = 1
@@ -42,6 +46,8 @@ class Kind(enum.IntEnum):
     A2UI_UPDATED = 5
     RUN_COMPLETED = 6
     RUN_FAILED = 7
+    RECORD_WRITTEN = 100
+    RECORD_PURGED = 101
 
 
 class Actor(enum.IntEnum):
@@ -151,14 +157,6 @@ def event_from_mapping(data: Mapping[str, Any]) -> EventInput:
     )
 
 
-def _ulid_field(field: str, value: object) -> str:
-    ulid = normalize_ulid(value)
-    if ulid is None:
-        shown = repr(value)[:40]
-        raise ValidationError(field, f"must be a 26-character ULID, got {shown}")
-    return ulid
-
-
 def _enum_field(
     field: str, value: object, names: type[enum.IntEnum], maximum: int
 ) -> int:
@@ -175,24 +173,6 @@ def _enum_field(
             allowed = ", ".join(member.name.lower() for member in names)
             raise ValidationError(field, f"unknown name {value[:40]!r} (one of: {allowed})") from None
     raise ValidationError(field, f"must be a number or a name, got {type(value).__name__}")
-
-
-def _text_field(field: str, value: object, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
-    if not value:
-        raise ValidationError(field, "must not be empty")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError(field, "is not valid Unicode (lone surrogate)") from None
-    if size > MAX_IDENTITY_BYTES:
-        raise ValidationError(field, f"is {size} bytes; the limit is {MAX_IDENTITY_BYTES}")
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ValidationError(field, "must not contain control characters")
-    return value
 
 
 def _timestamp_field(value: object) -> int:
@@ -301,6 +281,55 @@ def _normalise_payload(payload: object) -> _Payload:
     return _Payload(payload, -1)
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedPayload:
+    """A payload as it will be stored: redacted JSON text and the redaction rules that fired."""
+
+    json: str
+    rules: frozenset[str]
+
+    @property
+    def rules_json(self) -> str | None:
+        """The fired rules as a sorted JSON array, or None when nothing fired."""
+        return orjson.dumps(sorted(self.rules)).decode("ascii") if self.rules else None
+
+
+def prepare_payload(
+    payload: object,
+    *,
+    redactor: Redactor = DEFAULT_REDACTOR,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    field: str = "payload",
+) -> PreparedPayload:
+    """Normalise a payload (tree, JSON text or bytes) to JSON, check its size and redact it.
+
+    Text that is not JSON and bytes that are not UTF-8 become a marker object. Redaction fails
+    closed: if the redactor raises, the payload becomes ``{"redacted": true, "reason":
+    "redaction_failed"}``. Raises :class:`PayloadTooLargeError` over ``max_bytes`` (before or
+    after redaction) and :class:`ValidationError` for what JSON cannot carry.
+    """
+    normalised = _normalise_payload(payload)
+    tree, input_size = normalised.tree, normalised.input_bytes
+    if input_size < 0:
+        input_size = len(dumps_json(tree).encode("utf-8"))
+    if input_size > max_bytes:
+        raise PayloadTooLargeError(input_size, max_bytes, field=field)
+    try:
+        redacted_tree, rules = redactor.redact_value(tree)
+    except Exception:
+        redacted_tree, rules = (
+            {"redacted": True, "reason": "redaction_failed"},
+            frozenset({"redaction_failed"}),
+        )
+    text = dumps_json(redacted_tree)
+    stored_size = len(text.encode("utf-8"))
+    if stored_size > max_bytes:
+        raise PayloadTooLargeError(stored_size, max_bytes, field=field)
+    if normalised.marker_reason is not None:
+        rules = rules | {normalised.marker_reason}
+    return PreparedPayload(text, frozenset(rules))
+
+
 def prepare_event(
     event: EventInput,
     *,
@@ -312,41 +341,17 @@ def prepare_event(
     Raises :class:`ValidationError` (naming the field) or :class:`PayloadTooLargeError`.
     Redaction fails closed: if the redactor raises, the payload becomes a marker.
     """
-    event_ulid = (
-        new_ulid() if event.event_id is None else _ulid_field("event_id", event.event_id)
-    )
-    session_ulid = _ulid_field("session_id", event.session_id)
-    run_ulid = _ulid_field("run_id", event.run_id)
+    event_ulid = new_ulid() if event.event_id is None else validate.ulid("event_id", event.event_id)
+    session_ulid = validate.ulid("session_id", event.session_id)
+    run_ulid = validate.ulid("run_id", event.run_id)
     kind = _enum_field("kind", event.kind, Kind, MAX_KIND)
     actor = _enum_field("actor", event.actor, Actor, MAX_ACTOR)
-    principal = _text_field("principal", event.principal)
-    device_id = _text_field("device_id", event.device_id)
-    channel = _text_field("channel", event.channel, optional=True)
+    principal = validate.identity("principal", event.principal)
+    device_id = validate.identity("device_id", event.device_id)
+    channel = validate.optional_identity("channel", event.channel)
     timestamp = _timestamp_field(event.timestamp_unix_ms)
-    assert principal is not None and device_id is not None
 
-    normalised = _normalise_payload(event.payload)
-    tree, input_size = normalised.tree, normalised.input_bytes
-    if input_size > max_payload_bytes:
-        raise PayloadTooLargeError(input_size, max_payload_bytes)
-    if input_size < 0:
-        input_size = len(dumps_json(tree).encode("utf-8"))
-        if input_size > max_payload_bytes:
-            raise PayloadTooLargeError(input_size, max_payload_bytes)
-
-    try:
-        redacted_tree, rules = redactor.redact_value(tree)
-    except Exception:
-        redacted_tree, rules = (
-            {"redacted": True, "reason": "redaction_failed"},
-            frozenset({"redaction_failed"}),
-        )
-    payload_json = dumps_json(redacted_tree)
-    stored_size = len(payload_json.encode("utf-8"))
-    if stored_size > max_payload_bytes:
-        raise PayloadTooLargeError(stored_size, max_payload_bytes)
-    if normalised.marker_reason is not None:
-        rules = rules | {normalised.marker_reason}
+    payload = prepare_payload(event.payload, redactor=redactor, max_bytes=max_payload_bytes)
     return PreparedEvent(
         event_ulid=event_ulid,
         session_ulid=session_ulid,
@@ -354,9 +359,9 @@ def prepare_event(
         kind=kind,
         actor=actor,
         timestamp_unix_ms=timestamp,
-        payload_json=payload_json,
-        redacted=1 if rules else 0,
-        redaction_rules=orjson.dumps(sorted(rules)).decode("ascii") if rules else None,
+        payload_json=payload.json,
+        redacted=1 if payload.rules else 0,
+        redaction_rules=payload.rules_json,
         principal=principal,
         device_id=device_id,
         channel=channel,

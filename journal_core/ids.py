@@ -5,6 +5,7 @@ The journal stores every identifier as an upper-case ULID in a TEXT column named
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
@@ -14,12 +15,13 @@ _ULID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _MAX_TIME_MS = (1 << 48) - 1
 
 
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode("ascii"))
+
+
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # 20 bytes are 32 base32 digits; the first 6 of them only hold the 30 leading zero bits.
+    digits = base64.b32encode(value.to_bytes(20, "big"))[6:]
+    return digits.translate(_TO_CROCKFORD).decode("ascii")
 
 
 def new_ulid(timestamp_ms: int | None = None) -> str:

@@ -23,6 +23,7 @@ import orjson
 from journal_core.chain import LINK_COLUMNS, ProgressCallback, Value, VerifyReport, verify_rows
 from journal_core.connection import JournalInfo, describe_sqlite_error, open_reader
 from journal_core.events import actor_name, kind_name
+from journal_core.records import verify_records
 
 _EVENT_COLUMNS = (
     "seq, event_ulid, session_ulid, run_ulid, kind, actor, timestamp_unix_ms, payload_json,"
@@ -155,11 +156,14 @@ def verify_file(
     from_seq: int = 1,
     progress: ProgressCallback | None = None,
     busy_timeout_ms: int = 5_000,
+    records: bool = True,
 ) -> tuple[JournalInfo, VerifyReport]:
-    """Verify the chain of the journal at ``path`` (read-only), streaming in seq pages.
+    """Verify the journal at ``path`` (read-only): its chain, then its record tables.
 
-    The upper bound is the head at the start, so verifying a live journal terminates; events
-    appended meanwhile are left for the next (incremental) run.
+    The chain is streamed in seq pages, so memory stays bounded. The upper bound is the head at
+    the start, so verifying a live journal terminates; events appended meanwhile are left for the
+    next run. With ``records``, every record row is checked against the chain
+    (:func:`journal_core.records.verify_records`).
     """
     if from_seq < 1:
         raise ValueError("from_seq must be >= 1")
@@ -180,6 +184,12 @@ def verify_file(
             anchor_hash=anchor,
             progress=progress,
         )
+        if records and info.schema_version >= 2:
+            conn.text_factory = str
+            records_report = verify_records(conn, to_seq)
+            report.records_checked = records_report.checked_rows
+            report.records_purged = records_report.purged_rows
+            report.record_breaks = records_report.breaks
     except sqlite3.Error as error:
         raise describe_sqlite_error(info.path, error) from None
     finally:
@@ -219,9 +229,13 @@ class JournalReader:
         """The journal file's absolute path."""
         return self.info.path
 
-    async def _fetchall(
+    async def fetchall(
         self, query: str, params: tuple[object, ...] = ()
     ) -> list[tuple[object, ...]]:
+        """Run one read-only query in its own short transaction (for journal_core's modules).
+
+        Applications read through the record modules' functions instead of writing SQL.
+        """
         try:
             async with self._conn.execute(query, params) as cursor:
                 return [tuple(row) for row in await cursor.fetchall()]
@@ -230,12 +244,12 @@ class JournalReader:
 
     async def data_version(self) -> int:
         """A number that changes whenever another connection commits to the file."""
-        rows = await self._fetchall("PRAGMA data_version")
+        rows = await self.fetchall("PRAGMA data_version")
         return int(rows[0][0])  # type: ignore[call-overload]
 
     async def head(self) -> Head:
         """The newest event's seq and hash, and the number of events."""
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             "SELECT seq, hash, (SELECT COUNT(*) FROM journal_events)"
             " FROM journal_events ORDER BY seq DESC LIMIT 1"
         )
@@ -248,7 +262,7 @@ class JournalReader:
         """Up to ``limit`` events with seq greater than ``seq``, oldest first."""
         if limit < 1:
             raise ValueError("limit must be >= 1")
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT {_EVENT_COLUMNS} FROM journal_events WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         )
@@ -258,14 +272,14 @@ class JournalReader:
         """The newest ``count`` events, oldest first."""
         if count < 1:
             return []
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT {_EVENT_COLUMNS} FROM journal_events ORDER BY seq DESC LIMIT ?", (count,)
         )
         return [_event_from_row(row) for row in reversed(rows)]
 
     async def event(self, seq: int) -> StoredEvent | None:
         """The event at ``seq``, or None."""
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT {_EVENT_COLUMNS} FROM journal_events WHERE seq = ?", (seq,)
         )
         return _event_from_row(rows[0]) if rows else None

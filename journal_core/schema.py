@@ -35,6 +35,221 @@ CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
 BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;
 """
 
+_RECORDS_SQL = """
+CREATE TABLE orchestrator_sessions (
+    session_ulid TEXT PRIMARY KEY NOT NULL,
+    session_key TEXT NOT NULL UNIQUE,
+    session_label TEXT,
+    auto_title TEXT,
+    principal TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    channel TEXT,
+    created_at_unix_ms INTEGER NOT NULL,
+    updated_at_unix_ms INTEGER NOT NULL,
+    last_run_ulid TEXT,
+    archived_at_unix_ms INTEGER,
+    event_seq INTEGER NOT NULL
+);
+
+CREATE TABLE orchestrator_runs (
+    run_ulid TEXT PRIMARY KEY NOT NULL,
+    session_ulid TEXT NOT NULL REFERENCES orchestrator_sessions (session_ulid),
+    state TEXT NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    cancel_reason TEXT,
+    created_at_unix_ms INTEGER NOT NULL,
+    started_at_unix_ms INTEGER,
+    completed_at_unix_ms INTEGER,
+    updated_at_unix_ms INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    total_tokens INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    origin_kind TEXT NOT NULL,
+    parent_run_ulid TEXT,
+    event_seq INTEGER NOT NULL
+);
+CREATE INDEX orchestrator_runs_session ON orchestrator_runs (session_ulid, created_at_unix_ms);
+CREATE INDEX orchestrator_runs_state ON orchestrator_runs (state);
+
+CREATE TABLE run_lifecycle_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_ulid TEXT NOT NULL REFERENCES orchestrator_runs (run_ulid),
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT,
+    created_at_unix_ms INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL
+);
+CREATE INDEX run_lifecycle_events_run ON run_lifecycle_events (run_ulid, id);
+
+CREATE TABLE orchestrator_tape (
+    run_ulid TEXT NOT NULL REFERENCES orchestrator_runs (run_ulid),
+    seq INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    payload_json TEXT NOT NULL,
+    created_at_unix_ms INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL,
+    PRIMARY KEY (run_ulid, seq)
+);
+
+CREATE TABLE tool_jobs (
+    job_ulid TEXT PRIMARY KEY NOT NULL,
+    owner_principal TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    channel TEXT,
+    session_ulid TEXT,
+    run_ulid TEXT,
+    tool_call_id TEXT,
+    tool_name TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    command_sha256 TEXT,
+    state TEXT NOT NULL,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 1,
+    retry_allowed INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT UNIQUE,
+    tail_preview TEXT NOT NULL DEFAULT '',
+    last_error TEXT,
+    state_reason TEXT,
+    exit_code INTEGER,
+    created_at_unix_ms INTEGER NOT NULL,
+    updated_at_unix_ms INTEGER NOT NULL,
+    started_at_unix_ms INTEGER,
+    heartbeat_at_unix_ms INTEGER,
+    completed_at_unix_ms INTEGER,
+    expires_at_unix_ms INTEGER,
+    legal_hold INTEGER NOT NULL DEFAULT 0,
+    active_ref_count INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at_unix_ms INTEGER,
+    event_seq INTEGER NOT NULL
+);
+CREATE INDEX tool_jobs_state ON tool_jobs (state, updated_at_unix_ms);
+CREATE INDEX tool_jobs_run ON tool_jobs (run_ulid);
+
+CREATE TABLE tool_job_tail_entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_ulid TEXT NOT NULL REFERENCES tool_jobs (job_ulid),
+    stream TEXT NOT NULL,
+    chunk_redacted TEXT NOT NULL,
+    chunk_sha256 TEXT NOT NULL,
+    byte_len INTEGER NOT NULL,
+    created_at_unix_ms INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL
+);
+CREATE INDEX tool_job_tail_entries_job ON tool_job_tail_entries (job_ulid, seq);
+
+CREATE TABLE approvals (
+    approval_ulid TEXT PRIMARY KEY NOT NULL,
+    session_ulid TEXT,
+    run_ulid TEXT,
+    principal TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    channel TEXT,
+    requested_at_unix_ms INTEGER NOT NULL,
+    expires_at_unix_ms INTEGER NOT NULL,
+    resolved_at_unix_ms INTEGER,
+    subject_type TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    request_summary TEXT NOT NULL,
+    decision TEXT,
+    decision_scope TEXT,
+    decision_reason TEXT,
+    decision_scope_ttl_ms INTEGER,
+    decided_by TEXT,
+    decision_channel TEXT,
+    policy_snapshot_json TEXT NOT NULL,
+    prompt_json TEXT NOT NULL,
+    created_at_unix_ms INTEGER NOT NULL,
+    updated_at_unix_ms INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL
+);
+CREATE INDEX approvals_pending ON approvals (decision, expires_at_unix_ms);
+CREATE INDEX approvals_run ON approvals (run_ulid);
+
+CREATE TABLE memory_items (
+    memory_ulid TEXT PRIMARY KEY NOT NULL,
+    principal TEXT NOT NULL,
+    channel TEXT,
+    session_ulid TEXT,
+    source TEXT NOT NULL,
+    content_text TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    tags_json TEXT NOT NULL,
+    confidence REAL,
+    ttl_unix_ms INTEGER,
+    created_at_unix_ms INTEGER NOT NULL,
+    updated_at_unix_ms INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL
+);
+CREATE INDEX memory_items_principal ON memory_items (principal, created_at_unix_ms);
+CREATE VIRTUAL TABLE memory_items_fts USING fts5 (
+    content_text, content='memory_items', content_rowid='rowid'
+);
+CREATE TRIGGER memory_items_fts_insert AFTER INSERT ON memory_items BEGIN
+    INSERT INTO memory_items_fts (rowid, content_text) VALUES (NEW.rowid, NEW.content_text);
+END;
+CREATE TRIGGER memory_items_fts_delete AFTER DELETE ON memory_items BEGIN
+    INSERT INTO memory_items_fts (memory_items_fts, rowid, content_text)
+    VALUES ('delete', OLD.rowid, OLD.content_text);
+END;
+CREATE TRIGGER memory_items_fts_update AFTER UPDATE OF content_text ON memory_items BEGIN
+    INSERT INTO memory_items_fts (memory_items_fts, rowid, content_text)
+    VALUES ('delete', OLD.rowid, OLD.content_text);
+    INSERT INTO memory_items_fts (rowid, content_text) VALUES (NEW.rowid, NEW.content_text);
+END;
+
+CREATE TABLE memory_vectors (
+    memory_ulid TEXT PRIMARY KEY NOT NULL
+        REFERENCES memory_items (memory_ulid) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    dims INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    created_at_unix_ms INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL
+);
+
+CREATE TABLE tool_result_artifacts (
+    artifact_ulid TEXT PRIMARY KEY NOT NULL,
+    job_ulid TEXT,
+    session_ulid TEXT,
+    run_ulid TEXT,
+    tool_name TEXT NOT NULL,
+    mime_type TEXT NOT NULL,
+    sensitivity TEXT NOT NULL,
+    content BLOB NOT NULL,
+    byte_len INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at_unix_ms INTEGER NOT NULL,
+    expires_at_unix_ms INTEGER,
+    legal_hold INTEGER NOT NULL DEFAULT 0,
+    purge_requested INTEGER NOT NULL DEFAULT 0,
+    event_seq INTEGER NOT NULL
+);
+
+CREATE TABLE artifact_read_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    artifact_ulid TEXT NOT NULL,
+    reader TEXT NOT NULL,
+    channel TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    created_at_unix_ms INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL
+);
+"""
+
+# Tail entries are append-only, except that a job's output goes with the job once it expired.
+_TAIL_ENTRIES_GUARD = """
+CREATE TRIGGER tool_job_tail_entries_no_update BEFORE UPDATE ON tool_job_tail_entries
+BEGIN SELECT RAISE(ABORT, 'tool_job_tail_entries is append-only'); END;
+CREATE TRIGGER tool_job_tail_entries_no_delete BEFORE DELETE ON tool_job_tail_entries
+WHEN (SELECT state FROM tool_jobs WHERE job_ulid = OLD.job_ulid) IS NOT 'expired'
+BEGIN SELECT RAISE(ABORT, 'tool_job_tail_entries is append-only'); END;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -74,6 +289,16 @@ CREATE INDEX journal_events_session ON journal_events (session_ulid, seq);
 CREATE INDEX journal_events_created ON journal_events (created_at_unix_ms);
 """
         + _APPEND_ONLY.format(table="journal_events"),
+    ),
+    Migration(
+        2,
+        "daemon_records",
+        _RECORDS_SQL
+        + "".join(
+            _APPEND_ONLY.format(table=table)
+            for table in ("run_lifecycle_events", "orchestrator_tape", "artifact_read_audit")
+        )
+        + _TAIL_ENTRIES_GUARD,
     ),
 )
 

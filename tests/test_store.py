@@ -421,7 +421,7 @@ def test_full_synchronous_mode_is_selectable(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with await Journal.open(path, JournalConfig(synchronous="FULL")) as journal:
             await journal.append(_event())
-            level = journal._conn.execute("PRAGMA synchronous").fetchone()[0]
+            level = journal._writer.conn.execute("PRAGMA synchronous").fetchone()[0]
             assert level == 2
 
     _run(scenario())

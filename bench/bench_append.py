@@ -1,0 +1,210 @@
+"""Append and verify throughput of the journal against plain sqlite3, measured side by side.
+
+    python bench/bench_append.py [--events N] [--repeat R]
+
+Figures (medians of R runs, each against a baseline run in the same process right before it):
+- single: one producer awaiting each ``append`` vs plain sqlite3 INSERT + COMMIT per row;
+- concurrent: 64 producers appending at once (group commit) vs one executemany transaction;
+- latency p50 / p99 of an ``append`` under those 64 producers;
+- batch: ``append_batch`` of 1,000 vs executemany of the same rows;
+- verify: full chain verification vs a plain scan of the same rows with SHA-256 over their bytes.
+The baseline rows are the rows the journal stored (same columns, same payload bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from journal_core import EventInput, Journal, new_ulid, verify_file  # noqa: E402
+from journal_core.schema import MIGRATIONS  # noqa: E402
+
+PRODUCERS = 64
+
+
+def make_events(count: int, seed: int = 7) -> list[EventInput]:
+    """Typical transcript events: ~300 bytes of payload, a few kinds."""
+    rng = random.Random(seed)
+    words = "the agent reads the file then runs the tests and reports what failed".split()
+    session, run = new_ulid(), new_ulid()
+    events = []
+    for index in range(count):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(20, 40)))
+        payload = {"text": text, "index": index, "model": "gpt-x", "tokens": rng.randint(1, 99)}
+        events.append(
+            EventInput(session, run, rng.choice((1, 2, 3, 4)), 2, "user:alice", "host-1",
+                       payload, channel="cli")
+        )
+    return events
+
+
+def stored_rows(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    rows = conn.execute(
+        "SELECT event_ulid, session_ulid, run_ulid, kind, actor, timestamp_unix_ms, payload_json,"
+        " redacted, redaction_rules, hash, prev_hash, principal, device_id, channel,"
+        " created_at_unix_ms FROM journal_events ORDER BY seq"
+    ).fetchall()
+    conn.close()
+    return rows
+
+
+def baseline_db(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.executescript(MIGRATIONS[0].sql)
+    return conn
+
+
+_BASE_INSERT = (
+    "INSERT INTO journal_events (event_ulid, session_ulid, run_ulid, kind, actor,"
+    " timestamp_unix_ms, payload_json, redacted, redaction_rules, hash, prev_hash, principal,"
+    " device_id, channel, created_at_unix_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def baseline_per_row(path: Path, rows: list[tuple[object, ...]]) -> float:
+    conn = baseline_db(path)
+    start = time.perf_counter()
+    for row in rows:
+        conn.execute("BEGIN")
+        conn.execute(_BASE_INSERT, row)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return len(rows) / elapsed
+
+
+def baseline_one_tx(path: Path, rows: list[tuple[object, ...]]) -> float:
+    conn = baseline_db(path)
+    start = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany(_BASE_INSERT, rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return len(rows) / elapsed
+
+
+def baseline_scan_sha(path: Path) -> float:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.text_factory = bytes
+    start = time.perf_counter()
+    count = 0
+    cursor = conn.execute(
+        "SELECT prev_hash, seq, event_ulid, session_ulid, run_ulid, kind, actor,"
+        " timestamp_unix_ms, created_at_unix_ms, principal, device_id, channel, redacted,"
+        " redaction_rules, payload_json, hash FROM journal_events ORDER BY seq"
+    )
+    for row in cursor:
+        hashlib.sha256(row[0] + row[2] + row[3] + row[4] + row[9] + row[10] + row[14]).hexdigest()
+        count += 1
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return count / elapsed
+
+
+async def single(path: Path, events: list[EventInput]) -> float:
+    async with await Journal.open(path) as journal:
+        start = time.perf_counter()
+        for event in events:
+            await journal.append(event)
+        return len(events) / (time.perf_counter() - start)
+
+
+async def concurrent(path: Path, events: list[EventInput]) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    async with await Journal.open(path) as journal:
+        share = [events[i::PRODUCERS] for i in range(PRODUCERS)]
+
+        async def producer(mine: list[EventInput]) -> None:
+            for event in mine:
+                began = time.perf_counter()
+                await journal.append(event)
+                latencies.append(time.perf_counter() - began)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(producer(mine) for mine in share))
+        return len(events) / (time.perf_counter() - start), latencies
+
+
+async def batch(path: Path, events: list[EventInput]) -> float:
+    async with await Journal.open(path) as journal:
+        start = time.perf_counter()
+        for offset in range(0, len(events), 1_000):
+            await journal.append_batch(events[offset : offset + 1_000])
+        return len(events) / (time.perf_counter() - start)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    events = make_events(args.events)
+    figures: dict[str, list[tuple[float, float]]] = {
+        "single": [], "concurrent": [], "batch": [], "verify": []
+    }
+    p50s: list[float] = []
+    p99s: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for attempt in range(args.repeat):
+            run_dir = root / str(attempt)
+            run_dir.mkdir()
+            ours = asyncio.run(single(run_dir / "single.db", events))
+            rows = stored_rows(run_dir / "single.db")
+            figures["single"].append((ours, baseline_per_row(run_dir / "b1.db", rows)))
+            ours, latencies = asyncio.run(concurrent(run_dir / "conc.db", events))
+            figures["concurrent"].append((ours, baseline_one_tx(run_dir / "b2.db", rows)))
+            p50s.append(percentile(latencies, 0.50))
+            p99s.append(percentile(latencies, 0.99))
+            ours = asyncio.run(batch(run_dir / "batch.db", events))
+            figures["batch"].append((ours, baseline_one_tx(run_dir / "b3.db", rows)))
+            start = time.perf_counter()
+            _, report = verify_file(run_dir / "single.db")
+            assert report.ok
+            ours = report.checked_events / (time.perf_counter() - start)
+            figures["verify"].append((ours, baseline_scan_sha(run_dir / "single.db")))
+
+    targets = {"single": 0.8, "concurrent": 0.5, "batch": 0.5, "verify": 0.7}
+    baselines = {
+        "single": "sqlite3 INSERT+COMMIT per row",
+        "concurrent": "sqlite3 executemany, one tx",
+        "batch": "sqlite3 executemany, one tx",
+        "verify": "sqlite3 scan + SHA-256",
+    }
+    print(f"events per run: {args.events}, runs: {args.repeat} (medians)")
+    print(f"{'figure':<12}{'journal/s':>12}{'baseline/s':>12}{'ratio':>8}{'target':>8}  baseline")
+    for name, pairs in figures.items():
+        ours = statistics.median(pair[0] for pair in pairs)
+        base = statistics.median(pair[1] for pair in pairs)
+        ratio = statistics.median(pair[0] / pair[1] for pair in pairs)
+        print(
+            f"{name:<12}{ours:>12,.0f}{base:>12,.0f}{ratio:>8.2f}{targets[name]:>7.1f}x"
+            f"  {baselines[name]}"
+        )
+    print(
+        f"latency under {PRODUCERS} producers: p50 {statistics.median(p50s) * 1000:.2f} ms,"
+        f" p99 {statistics.median(p99s) * 1000:.2f} ms (target p99 < 5 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
