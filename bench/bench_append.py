@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from journal_core import EventInput, Journal, new_ulid, verify_file  # noqa: E402
-from journal_core.schema import MIGRATIONS  # noqa: E402
+from journal_core import EventInput, Journal, new_ulid, verify_file
+from journal_core.schema import MIGRATIONS
 
 PRODUCERS = 64
 
@@ -42,8 +42,16 @@ def make_events(count: int, seed: int = 7) -> list[EventInput]:
         text = " ".join(rng.choice(words) for _ in range(rng.randint(20, 40)))
         payload = {"text": text, "index": index, "model": "gpt-x", "tokens": rng.randint(1, 99)}
         events.append(
-            EventInput(session, run, rng.choice((1, 2, 3, 4)), 2, "user:alice", "host-1",
-                       payload, channel="cli")
+            EventInput(
+                session,
+                run,
+                rng.choice((1, 2, 3, 4)),
+                2,
+                "user:alice",
+                "host-1",
+                payload,
+                channel="cli",
+            )
         )
     return events
 
@@ -159,7 +167,10 @@ def main() -> None:
     args = parser.parse_args()
     events = make_events(args.events)
     figures: dict[str, list[tuple[float, float]]] = {
-        "single": [], "concurrent": [], "batch": [], "verify": []
+        "single": [],
+        "concurrent": [],
+        "batch": [],
+        "verify": [],
     }
     p50s: list[float] = []
     p99s: list[float] = []

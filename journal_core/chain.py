@@ -233,7 +233,11 @@ def verify_rows(
         if not isinstance(seq, int):
             add(
                 ChainBreak(
-                    BreakCode.HASH_MISMATCH, expected_seq, event_id, None, _text(seq),
+                    BreakCode.HASH_MISMATCH,
+                    expected_seq,
+                    event_id,
+                    None,
+                    _text(seq),
                     "seq is not an integer",
                 )
             )
@@ -241,14 +245,22 @@ def verify_rows(
         if checked == 0 and from_seq <= 1 and seq != 1:
             add(
                 ChainBreak(
-                    BreakCode.MISSING_GENESIS, seq, event_id, "1", str(seq),
+                    BreakCode.MISSING_GENESIS,
+                    seq,
+                    event_id,
+                    "1",
+                    str(seq),
                     f"the chain starts at seq {seq}, not 1: its first events are missing",
                 )
             )
         elif seq != expected_seq:
             add(
                 ChainBreak(
-                    BreakCode.MISSING_EVENT, expected_seq, None, str(expected_seq), str(seq),
+                    BreakCode.MISSING_EVENT,
+                    expected_seq,
+                    None,
+                    str(expected_seq),
+                    str(seq),
                     f"events {expected_seq}..{seq - 1} are missing"
                     if seq > expected_seq + 1
                     else f"event {expected_seq} is missing",
@@ -257,14 +269,22 @@ def verify_rows(
         if seq == 1 and stored_prev != expected_prev:
             add(
                 ChainBreak(
-                    BreakCode.GENESIS_PREV_HASH_MISMATCH, seq, event_id, expected_prev,
-                    stored_prev, "the first event is not bound to this journal's id",
+                    BreakCode.GENESIS_PREV_HASH_MISMATCH,
+                    seq,
+                    event_id,
+                    expected_prev,
+                    stored_prev,
+                    "the first event is not bound to this journal's id",
                 )
             )
         elif seq != 1 and stored_prev != expected_prev:
             add(
                 ChainBreak(
-                    BreakCode.PREV_HASH_MISMATCH, seq, event_id, expected_prev, stored_prev,
+                    BreakCode.PREV_HASH_MISMATCH,
+                    seq,
+                    event_id,
+                    expected_prev,
+                    stored_prev,
                     "prev_hash does not match the hash of the event before it",
                 )
             )
@@ -277,7 +297,11 @@ def verify_rows(
         if computed != stored_hash:
             add(
                 ChainBreak(
-                    BreakCode.HASH_MISMATCH, seq, event_id, computed, stored_hash,
+                    BreakCode.HASH_MISMATCH,
+                    seq,
+                    event_id,
+                    computed,
+                    stored_hash,
                     "the stored hash does not match the event's content",
                 )
             )

@@ -3,6 +3,9 @@
 Every user error ends in a one-line message on stderr and a non-zero exit status, never a
 traceback. Exit statuses: 0 success; 1 refused input (append) or a broken chain (verify);
 2 the command could not run (not a journal, unreadable, locked, bad arguments).
+``health`` exits by the report's severity instead: 0 ok, 1 warning, 2 degraded, 3 critical,
+and 4 when no report can be made (no file, not a journal, a newer schema); bad arguments
+still exit 2, as for every command. ``backup`` exits 0 once the copy is complete.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +26,13 @@ import orjson
 
 from journal_core.chain import VerifyReport
 from journal_core.connection import JournalConfig, JournalInfo
+from journal_core.demo import DemoConfig, DemoDaemon, run_demo
 from journal_core.errors import JournalError, ValidationError
+from journal_core.health import format_health, health_report
+from journal_core.maintenance import backup
 from journal_core.reader import JournalReader, StoredEvent, verify_file
 from journal_core.store import AppendResult, Journal
-from journal_core.terminal_text import printable
+from journal_core.terminal_text import printable, safe_json_text
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -84,6 +91,54 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--from-seq", type=int, default=1)
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
 
+    demo = commands.add_parser(
+        "demo",
+        help="run a simulated agent daemon on a journal and show it live",
+        description=(
+            "Start a simulated agent daemon writing to a journal (sessions, runs, transcripts,"
+            " tool jobs, approvals, memory) and show what it writes as it commits."
+        ),
+    )
+    demo.add_argument("--db", help=f"journal file (default: {default_demo_path()})")
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="events per second (default 40; 0 = as fast as possible)",
+    )
+    demo.add_argument("--seed", type=int, default=1, help="makes the simulation reproducible")
+    demo.add_argument(
+        "--agents",
+        type=int,
+        default=None,
+        help="concurrent agents (default 4; 16 when writing flat out with --rate 0)",
+    )
+    demo.add_argument("--no-ui", action="store_true", help="write without showing anything")
+    demo.add_argument(
+        "--events", type=int, default=None, help="stop once the journal holds this many events"
+    )
+
+    health = commands.add_parser(
+        "health",
+        help="check a journal's health (exit status by severity)",
+        description=(
+            "Check the file, WAL, schema, SQLite quick_check, writability (a rolled-back"
+            " write), the hash chain and the memory index. Exits 0 ok, 1 warning,"
+            " 2 degraded, 3 critical, 4 when no report can be made."
+        ),
+    )
+    health.add_argument("db")
+    health.add_argument("--json", action="store_true", help="print the report as JSON")
+    health.add_argument(
+        "--no-write-probe", action="store_true", help="do not take the write lock at all"
+    )
+
+    backup_parser = commands.add_parser(
+        "backup", help="copy a journal, even while it is written, into a new file"
+    )
+    backup_parser.add_argument("db")
+    backup_parser.add_argument("out", help="the new file (never overwritten)")
+
     info = commands.add_parser("info", help="show what identifies a journal")
     info.add_argument("db")
     info.add_argument("--json", action="store_true")
@@ -91,7 +146,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _write_line(stream: TextIO, line: str) -> None:
-    stream.write(line + "\n")
+    """Write one line of human-readable output, every untrusted character made visible."""
+    stream.write(printable(line) + "\n")
+    stream.flush()
+
+
+def _write_json(stream: TextIO, document: object) -> None:
+    """Write one JSON document on one line, safe to show on a terminal."""
+    stream.write(safe_json_text(orjson.dumps(document).decode("utf-8")) + "\n")
     stream.flush()
 
 
@@ -171,9 +233,7 @@ async def _append(args: argparse.Namespace) -> int:
 def _format_report(info: JournalInfo, report: VerifyReport) -> list[str]:
     lines = []
     status = "intact" if report.ok else "BROKEN"
-    span = (
-        f"seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "empty"
-    )
+    span = f"seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "empty"
     lines.append(
         f"{info.path}: {status}: {report.checked_events} events checked ({span}),"
         f" {len(report.breaks) + report.breaks_truncated} broken links;"
@@ -202,7 +262,7 @@ def _verify(args: argparse.Namespace) -> int:
     info, report = verify_file(args.db, from_seq=args.from_seq)
     if args.json:
         document = {"journal_id": info.journal_id, "path": str(info.path), **report.to_dict()}
-        _write_line(sys.stdout, orjson.dumps(document).decode())
+        _write_json(sys.stdout, document)
     else:
         for line in _format_report(info, report):
             _write_line(sys.stdout, line)
@@ -239,20 +299,21 @@ async def _tail(args: argparse.Namespace) -> int:
 
     def show(event: StoredEvent) -> None:
         if args.json:
-            _write_line(sys.stdout, orjson.dumps(event.to_dict()).decode())
+            _write_json(sys.stdout, event.to_dict())
         else:
             _write_line(sys.stdout, format_event_line(event, width))
 
     async with await JournalReader.open(args.db) as reader:
-        last = 0
-        for event in await reader.last_events(args.lines):
+        # Taken before the backlog is read: a commit while the backlog prints still shows up.
+        version = await reader.data_version()
+        last = (await reader.head()).seq
+        backlog = await reader.last_events(args.lines)
+        if backlog:
+            last = backlog[-1].seq
+        for event in backlog:
             show(event)
-            last = event.seq
-        if not args.lines:
-            last = (await reader.head()).seq
         if not args.follow:
             return EXIT_OK
-        version = await reader.data_version()
         while True:
             await asyncio.sleep(args.interval)
             current = await reader.data_version()
@@ -307,8 +368,11 @@ async def _info(args: argparse.Namespace) -> int:
         head = await reader.head()
         info = reader.info
     sizes = {
-        suffix or "db": (Path(f"{info.path}{suffix}").stat().st_size
-                         if Path(f"{info.path}{suffix}").exists() else 0)
+        suffix or "db": (
+            Path(f"{info.path}{suffix}").stat().st_size
+            if Path(f"{info.path}{suffix}").exists()
+            else 0
+        )
         for suffix in ("", "-wal", "-shm")
     }
     document = {
@@ -323,10 +387,94 @@ async def _info(args: argparse.Namespace) -> int:
         "bytes": sizes,
     }
     if args.json:
-        _write_line(sys.stdout, orjson.dumps(document).decode())
+        _write_json(sys.stdout, document)
     else:
         for key, value in document.items():
             _write_line(sys.stdout, f"{key + ':':<17}{value}")
+    return EXIT_OK
+
+
+def default_demo_path() -> Path:
+    """Where ``journal demo`` keeps its journal: the user's data directory."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "agent-journal" / "demo.db"
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    if args.events is not None and args.events < 1:
+        raise CliError("--events must be >= 1")
+    rate = args.rate if args.rate is not None else (0.0 if args.no_ui and args.events else 40.0)
+    if rate < 0:
+        raise CliError("--rate must be >= 0")
+    agents = args.agents if args.agents is not None else (16 if rate == 0 else 4)
+    if not 1 <= agents <= 64:
+        raise CliError("--agents must be between 1 and 64")
+    path = Path(args.db) if args.db else default_demo_path()
+    config = DemoConfig(seed=args.seed, rate=rate, agents=agents)
+    started = time.perf_counter()
+    async with await Journal.open(path) as journal:
+        if args.no_ui:
+            stats = await run_demo(journal, config, max_events=args.events)
+        else:
+            _write_line(sys.stdout, f"journal: demo writing to {journal.info.path} (Ctrl-C stops)")
+            stats = await run_demo(
+                journal,
+                config,
+                max_events=args.events,
+                on_start=lambda daemon: _follow_until_stopped(journal.info.path, daemon),
+            )
+    elapsed = time.perf_counter() - started
+    _write_line(
+        sys.stderr,
+        f"journal: demo wrote to {path} in {elapsed:.1f} s: {stats.runs_started} runs"
+        f" ({stats.runs_done} done, {stats.runs_failed} failed),"
+        f" {stats.approvals_requested} approvals, {stats.secrets_planted} secrets caught",
+    )
+    for error in stats.errors[:5]:
+        _write_line(sys.stderr, f"journal: demo agent error: {printable(error)}")
+    return EXIT_OK
+
+
+async def _follow_until_stopped(path: Path, daemon: DemoDaemon) -> None:
+    """Print events as they commit until the daemon stops or the user interrupts."""
+    width = max(60, os.get_terminal_size().columns if sys.stdout.isatty() else 160)
+    async with await JournalReader.open(path) as reader:
+        last = (await reader.head()).seq
+        while not daemon.stopped:
+            await asyncio.sleep(0.2)
+            while batch := await reader.events_after(last, 1_000):
+                for event in batch:
+                    _write_line(sys.stdout, format_event_line(event, width))
+                last = batch[-1].seq
+
+
+# --- health and backup ------------------------------------------------------------------------
+
+EXIT_HEALTH_CANNOT = 4
+
+
+async def _health(args: argparse.Namespace) -> int:
+    try:
+        report = await health_report(args.db, write_probe=not args.no_write_probe)
+    except JournalError as error:
+        raise CliError(printable(str(error)), EXIT_HEALTH_CANNOT) from None
+    except OSError as error:
+        raise CliError(f"{error.strerror or error}: {args.db}", EXIT_HEALTH_CANNOT) from None
+    if args.json:
+        _write_json(sys.stdout, report.to_dict())
+    else:
+        for line in format_health(report):
+            _write_line(sys.stdout, line)
+    return int(report.severity)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    result = backup(args.db, args.out)
+    _write_line(
+        sys.stdout,
+        f"backup of journal {result.journal_id} written to {printable(str(result.path))}:"
+        f" {result.pages} pages, {result.bytes} bytes, events up to seq {result.head_seq}",
+    )
     return EXIT_OK
 
 
@@ -343,6 +491,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_tail(args))
         if command == "export":
             return asyncio.run(_export(args))
+        if command == "demo":
+            return asyncio.run(_demo(args))
+        if command == "health":
+            return asyncio.run(_health(args))
+        if command == "backup":
+            return _backup(args)
         return asyncio.run(_info(args))
     except CliError as error:
         _write_line(sys.stderr, f"journal: {error}")

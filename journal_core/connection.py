@@ -100,7 +100,7 @@ def describe_sqlite_error(path: Path, error: sqlite3.Error) -> JournalError:
 
 
 def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and any missing parents with mode 0700 (existing ones are left alone)."""
+    """Create ``directory`` and its missing parents with mode 0700 (existing ones are kept)."""
     missing: list[Path] = []
     while not directory.exists():
         missing.append(directory)
@@ -178,6 +178,8 @@ def open_writer(
         if str(mode).lower() != "wal":
             raise JournalIOError(f"{target}: could not switch to WAL mode (got {mode})")
         conn.execute(f"PRAGMA synchronous = {config.synchronous}")
+        # Purged records (memory, artifacts, expired output) must really leave the file.
+        conn.execute("PRAGMA secure_delete = ON")
         if version < SCHEMA_VERSION:
             version = migrate(conn, version)
         info = _info(conn, target, version)

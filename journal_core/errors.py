@@ -6,6 +6,13 @@ what to do. All of them derive from :class:`JournalError`, so a command line can
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+
+def _utc(unix_ms: int) -> str:
+    """A unix-millisecond time as readable UTC, for messages."""
+    return datetime.fromtimestamp(unix_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
 
 class JournalError(Exception):
     """Base class of every error raised on purpose by ``journal_core``."""
@@ -43,7 +50,9 @@ class DuplicateEventError(JournalError):
     def __init__(self, event_ids: list[str]) -> None:
         self.event_ids = event_ids
         shown = ", ".join(event_ids[:5]) + (" ..." if len(event_ids) > 5 else "")
-        super().__init__(f"duplicate event id: {shown} (event ids must be unique; omit it to get one)")
+        super().__init__(
+            f"duplicate event id: {shown} (event ids must be unique; omit it to get one)"
+        )
 
 
 class NotAJournalError(JournalError):
@@ -134,8 +143,8 @@ class ApprovalExpiredError(JournalError):
         self.expires_at_unix_ms = expires_at_unix_ms
         self.now_ms = now_ms
         super().__init__(
-            f"approval {approval_id} expired at {expires_at_unix_ms} (now {now_ms}) and can no"
-            " longer be decided; the agent has to request approval again"
+            f"approval {approval_id} expired at {_utc(expires_at_unix_ms)} and can no longer be"
+            " decided; the agent has to request approval again"
         )
 
 
@@ -212,3 +221,41 @@ class JobHeldError(JournalError):
         super().__init__(
             f"tool job {job_id} cannot expire: {' and '.join(reasons)}; release them first"
         )
+
+
+class ArtifactUnavailableError(JournalError):
+    """A tool result artifact cannot be read; ``reason`` says why.
+
+    Reasons: ``not_found`` (no such artifact), ``purged`` (removed, or its removal was
+    requested), ``expired`` (past its expiry time), ``digest_mismatch`` (its content no longer
+    matches the digest recorded when it was stored: the file was altered). The refused attempt
+    is still recorded in the artifact read audit.
+    """
+
+    _HINTS = (
+        ("not_found", "check the id (list artifacts to find it)"),
+        ("purged", "its content was removed on request or by retention and cannot be recovered"),
+        ("expired", "it passed its expiry time; retention will remove it"),
+        ("digest_mismatch", "its stored content was altered; run `journal verify` on the file"),
+    )
+
+    def __init__(self, reason: str, artifact_id: str) -> None:
+        self.reason = reason
+        self.artifact_id = artifact_id
+        hint = dict(self._HINTS).get(reason, "")
+        super().__init__(f"artifact {artifact_id} cannot be read ({reason}): {hint}")
+
+
+class BackupTargetExistsError(JournalError, FileExistsError):
+    """The backup's output path ``out`` already exists; a backup never overwrites a file."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        super().__init__(
+            f"out: {out} already exists (a backup never overwrites a file;"
+            " choose a new path or move the old one away)"
+        )
+
+
+class MaintenanceUnavailableError(JournalError):
+    """A maintenance step cannot run on this file as it is laid out; the message says why."""

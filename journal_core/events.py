@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from journal_core.errors import PayloadTooLargeError, ValidationError
 from journal_core import validate
+from journal_core.errors import PayloadTooLargeError, ValidationError
 from journal_core.ids import new_ulid
 from journal_core.redaction import DEFAULT_REDACTOR, Redactor
 
@@ -134,12 +134,10 @@ EVENT_FIELDS = (
 
 
 def event_from_mapping(data: Mapping[str, Any]) -> EventInput:
-    """Build an :class:`EventInput` from a mapping (one JSON Lines record); unknown keys are errors."""
+    """An :class:`EventInput` from a mapping (one JSON Lines record); unknown keys are errors."""
     unknown = sorted(set(data) - set(EVENT_FIELDS))
     if unknown:
-        raise ValidationError(
-            unknown[0], f"unknown field (allowed: {', '.join(EVENT_FIELDS)})"
-        )
+        raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(EVENT_FIELDS)})")
     for required in ("session_id", "run_id", "kind", "actor", "principal", "device_id"):
         if required not in data:
             raise ValidationError(required, "is required")
@@ -157,9 +155,7 @@ def event_from_mapping(data: Mapping[str, Any]) -> EventInput:
     )
 
 
-def _enum_field(
-    field: str, value: object, names: type[enum.IntEnum], maximum: int
-) -> int:
+def _enum_field(field: str, value: object, names: type[enum.IntEnum], maximum: int) -> int:
     if isinstance(value, bool):
         raise ValidationError(field, "must be a number or a name, not a boolean")
     if isinstance(value, int):
@@ -171,7 +167,9 @@ def _enum_field(
             return int(names[value.strip().upper()])
         except KeyError:
             allowed = ", ".join(member.name.lower() for member in names)
-            raise ValidationError(field, f"unknown name {value[:40]!r} (one of: {allowed})") from None
+            raise ValidationError(
+                field, f"unknown name {value[:40]!r} (one of: {allowed})"
+            ) from None
     raise ValidationError(field, f"must be a number or a name, got {type(value).__name__}")
 
 

@@ -38,7 +38,7 @@ def is_ulid(value: object) -> bool:
 
 
 def normalize_ulid(value: object) -> str | None:
-    """Return ``value`` as a canonical ULID (ULIDs are case-insensitive), or None if it is not one."""
+    """``value`` as a canonical ULID (ULIDs are case-insensitive), or None if it is not one."""
     if not isinstance(value, str) or len(value) != 26:
         return None
     upper = value.upper()

@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import aiosqlite
 import orjson
@@ -92,7 +92,7 @@ class StoredEvent:
         }
 
 
-def _event_from_row(row: sqlite3.Row | tuple[object, ...]) -> StoredEvent:
+def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
     rules_text = row[9]
     rules: tuple[str, ...] = ()
     if isinstance(rules_text, str) and rules_text:
@@ -102,13 +102,13 @@ def _event_from_row(row: sqlite3.Row | tuple[object, ...]) -> StoredEvent:
         except orjson.JSONDecodeError:
             rules = ()
     return StoredEvent(
-        seq=int(row[0]),  # type: ignore[call-overload]
+        seq=int(row[0]),
         event_id=str(row[1]),
         session_id=str(row[2]),
         run_id=str(row[3]),
-        kind=int(row[4]),  # type: ignore[call-overload]
-        actor=int(row[5]),  # type: ignore[call-overload]
-        timestamp_unix_ms=int(row[6]),  # type: ignore[call-overload]
+        kind=int(row[4]),
+        actor=int(row[5]),
+        timestamp_unix_ms=int(row[6]),
         payload_json=str(row[7]),
         redacted=bool(row[8]),
         redaction_rules=rules,
@@ -117,7 +117,7 @@ def _event_from_row(row: sqlite3.Row | tuple[object, ...]) -> StoredEvent:
         principal=str(row[12]),
         device_id=str(row[13]),
         channel=None if row[14] is None else str(row[14]),
-        created_at_unix_ms=int(row[15]),  # type: ignore[call-overload]
+        created_at_unix_ms=int(row[15]),
     )
 
 
@@ -135,9 +135,7 @@ def iter_link_rows(
 ) -> Iterator[tuple[Value, ...]]:
     """Rows for :func:`verify_rows` in seq order, paged so no transaction stays open long."""
     columns = ", ".join(LINK_COLUMNS) + ", hash"
-    query = (
-        f"SELECT {columns} FROM journal_events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
-    )
+    query = f"SELECT {columns} FROM journal_events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
     cursor_seq = from_seq
     while cursor_seq <= to_seq:
         rows = conn.execute(query, (cursor_seq, to_seq, _VERIFY_PAGE)).fetchall()
@@ -229,9 +227,7 @@ class JournalReader:
         """The journal file's absolute path."""
         return self.info.path
 
-    async def fetchall(
-        self, query: str, params: tuple[object, ...] = ()
-    ) -> list[tuple[object, ...]]:
+    async def fetchall(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Run one read-only query in its own short transaction (for journal_core's modules).
 
         Applications read through the record modules' functions instead of writing SQL.
@@ -245,7 +241,7 @@ class JournalReader:
     async def data_version(self) -> int:
         """A number that changes whenever another connection commits to the file."""
         rows = await self.fetchall("PRAGMA data_version")
-        return int(rows[0][0])  # type: ignore[call-overload]
+        return int(rows[0][0])
 
     async def head(self) -> Head:
         """The newest event's seq and hash, and the number of events."""
@@ -256,7 +252,7 @@ class JournalReader:
         if not rows:
             return Head(0, None, 0)
         seq, digest, count = rows[0]
-        return Head(int(seq), str(digest), int(count))  # type: ignore[call-overload]
+        return Head(int(seq), str(digest), int(count))
 
     async def events_after(self, seq: int, limit: int = 1_000) -> list[StoredEvent]:
         """Up to ``limit`` events with seq greater than ``seq``, oldest first."""
@@ -303,4 +299,3 @@ def _probe(path: str | os.PathLike[str], busy_timeout_ms: int) -> JournalInfo:
     conn, info = open_reader(path, busy_timeout_ms=busy_timeout_ms)
     conn.close()
     return info
-

@@ -9,7 +9,8 @@ chained ``record_purged`` tombstone listing their keys.
 Verification (:func:`verify_records`) then checks, table by table:
 
 - each row against its event: the event exists, is a record event for this table and key, and
-  the digest recomputed from the row matches (``record_digest_mismatch``, ``record_event_mismatch``);
+  the digest recomputed from the row matches (``record_digest_mismatch``,
+  ``record_event_mismatch``);
 - each record's newest event against the table: the row exists unless a later tombstone purged it
   (``record_missing``), points at that newest event rather than an older one (``record_stale``),
   and a purged row is really gone (``record_not_purged``).
@@ -51,9 +52,7 @@ class RecordSpec:
 
     def key_sql(self, alias: str) -> str:
         """A SQL expression giving the key text (key values joined with ``:``)."""
-        return " || ':' || ".join(
-            f"CAST({alias}.{column} AS TEXT)" for column in self.key_columns
-        )
+        return " || ':' || ".join(f"CAST({alias}.{column} AS TEXT)" for column in self.key_columns)
 
 
 def _spec(table: str, key: tuple[str, ...], columns: str) -> RecordSpec:
@@ -166,7 +165,9 @@ class RecordContext:
     actor: int = Actor.SYSTEM
 
 
-def _record_event(ctx: WriteContext, who: RecordContext, kind: Kind, payload: object) -> PreparedEvent:
+def _record_event(
+    ctx: WriteContext, who: RecordContext, kind: Kind, payload: object
+) -> PreparedEvent:
     return PreparedEvent(
         event_ulid=new_ulid(ctx.now_ms),
         session_ulid=who.session_ulid or NO_ULID,
@@ -183,7 +184,9 @@ def _record_event(ctx: WriteContext, who: RecordContext, kind: Kind, payload: ob
     )
 
 
-def read_row(ctx: WriteContext | sqlite3.Connection, spec: RecordSpec, key: Sequence[Value]) -> tuple[Value, ...] | None:
+def read_row(
+    ctx: WriteContext | sqlite3.Connection, spec: RecordSpec, key: Sequence[Value]
+) -> tuple[Value, ...] | None:
     """The digest columns of the row with ``key``, as stored, or None."""
     conn = ctx.connection if isinstance(ctx, WriteContext) else ctx
     row = conn.execute(
@@ -278,7 +281,10 @@ def _row_checks(
         key_text = str(key)
         if kind is None:
             yield RecordBreak(
-                "record_event_missing", spec.table, key_text, event_seq,
+                "record_event_missing",
+                spec.table,
+                key_text,
+                event_seq,
                 "the row points at an event that is not in the journal",
             )
             continue
@@ -293,13 +299,19 @@ def _row_checks(
             or payload.get("key") != key_text
         ):
             yield RecordBreak(
-                "record_event_mismatch", spec.table, key_text, event_seq,
+                "record_event_mismatch",
+                spec.table,
+                key_text,
+                event_seq,
                 "the event the row points at is not this row's record event",
             )
             continue
         if payload.get("digest") != record_digest(spec, row[4:]):
             yield RecordBreak(
-                "record_digest_mismatch", spec.table, key_text, event_seq,
+                "record_digest_mismatch",
+                spec.table,
+                key_text,
+                event_seq,
                 "the row's content differs from what its chained event committed to",
             )
             continue
@@ -382,21 +394,30 @@ def _judge(
     elif purged:
         report.breaks.append(
             RecordBreak(
-                "record_not_purged", spec.table, key, row_seq,
+                "record_not_purged",
+                spec.table,
+                key,
+                row_seq,
                 "a tombstone says this row was purged, but it is still stored",
             )
         )
     elif row_seq is None:
         report.breaks.append(
             RecordBreak(
-                "record_missing", spec.table, key, latest,
+                "record_missing",
+                spec.table,
+                key,
+                latest,
                 "the chain records this row but it is gone, with no tombstone",
             )
         )
     elif row_seq < latest:
         report.breaks.append(
             RecordBreak(
-                "record_stale", spec.table, key, row_seq,
+                "record_stale",
+                spec.table,
+                key,
+                row_seq,
                 f"the row is an older state; the chain's newest is event {latest}",
             )
         )

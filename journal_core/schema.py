@@ -167,6 +167,7 @@ CREATE TABLE approvals (
 );
 CREATE INDEX approvals_pending ON approvals (decision, expires_at_unix_ms);
 CREATE INDEX approvals_run ON approvals (run_ulid);
+CREATE INDEX approvals_resolved ON approvals (resolved_at_unix_ms);
 
 CREATE TABLE memory_items (
     memory_ulid TEXT PRIMARY KEY NOT NULL,
@@ -239,6 +240,16 @@ CREATE TABLE artifact_read_audit (
     created_at_unix_ms INTEGER NOT NULL,
     event_seq INTEGER NOT NULL
 );
+CREATE INDEX artifact_read_audit_artifact ON artifact_read_audit (artifact_ulid, id);
+CREATE INDEX tool_result_artifacts_session
+    ON tool_result_artifacts (session_ulid, created_at_unix_ms);
+CREATE INDEX tool_result_artifacts_run ON tool_result_artifacts (run_ulid);
+CREATE INDEX tool_result_artifacts_job ON tool_result_artifacts (job_ulid);
+CREATE INDEX tool_result_artifacts_retention
+    ON tool_result_artifacts (legal_hold, expires_at_unix_ms);
+CREATE INDEX memory_items_created ON memory_items (created_at_unix_ms);
+CREATE INDEX memory_items_ttl ON memory_items (ttl_unix_ms);
+CREATE INDEX memory_items_session ON memory_items (session_ulid);
 """
 
 # Tail entries are append-only, except that a job's output goes with the job once it expired.
@@ -320,6 +331,10 @@ def check_is_sqlite(path: Path) -> None:
     """Refuse a file that is not a SQLite database, without letting SQLite touch it."""
     if path.is_dir():
         raise NotAJournalError(f"{path} is a directory, not a journal file")
+    if not path.is_file():
+        raise NotAJournalError(
+            f"{path} is not a regular file (a pipe or device?), so not a journal"
+        )
     header = read_header(path)
     if len(header) == 0:
         raise NotAJournalError(
@@ -400,8 +415,9 @@ def _split_statements(sql: str) -> list[str]:
 
 def initialise(conn: sqlite3.Connection, journal_id: str, chain_algorithm: str) -> None:
     """Lay out a brand-new journal in an empty database and record its identity."""
-    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    # auto_vacuum must come first: writing the header (application_id) fixes it for good.
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_unix_ms INTEGER NOT NULL)"

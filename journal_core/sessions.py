@@ -1,4 +1,6 @@
-"""Agent sessions and runs: ``orchestrator_sessions``, ``orchestrator_runs``, ``run_lifecycle_events``.
+"""Agent sessions and runs.
+
+Tables ``orchestrator_sessions``, ``orchestrator_runs`` and ``run_lifecycle_events``.
 
 A run moves pending → accepted → in_progress → done | failed | cancelled; an accepted run may
 also be cancelled or fail. Every state change appends a lifecycle entry; every write is chained
@@ -113,7 +115,9 @@ def _run(row: tuple[object, ...]) -> Run:
     return Run(*values)  # type: ignore[arg-type]
 
 
-def _session_who(ctx: WriteContext, session_ulid: str, run_ulid: str | None = None) -> RecordContext:
+def _session_who(
+    ctx: WriteContext, session_ulid: str, run_ulid: str | None = None
+) -> RecordContext:
     row = ctx.execute(
         "SELECT principal, device_id, channel FROM orchestrator_sessions WHERE session_ulid = ?",
         (session_ulid,),
@@ -146,9 +150,11 @@ async def create_session(
         validate.optional_identity("channel", channel),
         Actor.SYSTEM,
     )
-    clean_label = journal.redactor.redact_text(
-        validate.text("label", label, max_bytes=MAX_LABEL_BYTES)
-    )[0] if label is not None else None
+    clean_label = (
+        journal.redactor.redact_text(validate.text("label", label, max_bytes=MAX_LABEL_BYTES))[0]
+        if label is not None
+        else None
+    )
 
     def work(ctx: WriteContext) -> Session:
         taken = ctx.execute(
@@ -160,14 +166,24 @@ async def create_session(
                 "session_key", f"a session with key {key!r} or id {who.session_ulid} exists"
             )
         write_record(
-            ctx, SESSIONS, (who.session_ulid,), "insert",
+            ctx,
+            SESSIONS,
+            (who.session_ulid,),
+            "insert",
             "INSERT INTO orchestrator_sessions (session_ulid, session_key, session_label,"
             " auto_title, principal, device_id, channel, created_at_unix_ms,"
             " updated_at_unix_ms, last_run_ulid, archived_at_unix_ms, event_seq) VALUES"
             " (:id, :key, :label, NULL, :principal, :device, :channel, :now, :now, NULL, NULL,"
             " :event_seq)",
-            {"id": who.session_ulid, "key": key, "label": clean_label, "principal": who.principal,
-             "device": who.device_id, "channel": who.channel, "now": ctx.now_ms},
+            {
+                "id": who.session_ulid,
+                "key": key,
+                "label": clean_label,
+                "principal": who.principal,
+                "device": who.device_id,
+                "channel": who.channel,
+                "now": ctx.now_ms,
+            },
             who,
         )
         row = read_row(ctx, SESSIONS, (who.session_ulid,))
@@ -206,7 +222,10 @@ async def update_session(
             values["archived_at_unix_ms"] = ctx.now_ms if archived else None
         assignments = ", ".join(f"{column} = :{column}" for column in values)
         write_record(
-            ctx, SESSIONS, (session_ulid,), "update",
+            ctx,
+            SESSIONS,
+            (session_ulid,),
+            "update",
             f"UPDATE orchestrator_sessions SET {assignments}, updated_at_unix_ms = :now,"
             " event_seq = :event_seq WHERE session_ulid = :id",
             {**values, "now": ctx.now_ms, "id": session_ulid},
@@ -229,19 +248,31 @@ def _lifecycle(
     reason: str | None,
 ) -> None:
     write_record(
-        ctx, RUN_LIFECYCLE, None, "insert",
+        ctx,
+        RUN_LIFECYCLE,
+        None,
+        "insert",
         "INSERT INTO run_lifecycle_events (run_ulid, from_state, to_state, actor, reason,"
         " created_at_unix_ms, event_seq) VALUES (:run, :from_state, :to_state, :actor, :reason,"
         " :now, :event_seq)",
-        {"run": run_ulid, "from_state": from_state, "to_state": to_state, "actor": actor,
-         "reason": reason, "now": ctx.now_ms},
+        {
+            "run": run_ulid,
+            "from_state": from_state,
+            "to_state": to_state,
+            "actor": actor,
+            "reason": reason,
+            "now": ctx.now_ms,
+        },
         who,
     )
 
 
 def _touch_session(ctx: WriteContext, who: RecordContext, session_ulid: str, run_ulid: str) -> None:
     write_record(
-        ctx, SESSIONS, (session_ulid,), "update",
+        ctx,
+        SESSIONS,
+        (session_ulid,),
+        "update",
         "UPDATE orchestrator_sessions SET last_run_ulid = :run, updated_at_unix_ms = :now,"
         " event_seq = :event_seq WHERE session_ulid = :id",
         {"run": run_ulid, "now": ctx.now_ms, "id": session_ulid},
@@ -265,15 +296,25 @@ async def start_run(
 
     def work(ctx: WriteContext) -> Run:
         who = _session_who(ctx, session_ulid, run_ulid)
-        if ctx.execute("SELECT 1 FROM orchestrator_runs WHERE run_ulid = ?", (run_ulid,)).fetchone():
+        if ctx.execute(
+            "SELECT 1 FROM orchestrator_runs WHERE run_ulid = ?", (run_ulid,)
+        ).fetchone():
             raise ValidationError("run_id", f"run {run_ulid} exists")
         write_record(
-            ctx, RUNS, (run_ulid,), "insert",
+            ctx,
+            RUNS,
+            (run_ulid,),
+            "insert",
             "INSERT INTO orchestrator_runs (run_ulid, session_ulid, state, cancel_requested,"
             " created_at_unix_ms, updated_at_unix_ms, origin_kind, parent_run_ulid, event_seq)"
             " VALUES (:run, :session, 'pending', 0, :now, :now, :origin, :parent, :event_seq)",
-            {"run": run_ulid, "session": session_ulid, "now": ctx.now_ms, "origin": origin,
-             "parent": parent},
+            {
+                "run": run_ulid,
+                "session": session_ulid,
+                "now": ctx.now_ms,
+                "origin": origin,
+                "parent": parent,
+            },
             who,
         )
         _lifecycle(ctx, who, run_ulid, None, "pending", "system", None)
@@ -326,7 +367,10 @@ async def transition_run(
             values["cancel_reason"] = clean_reason
         assignments = ", ".join(f"{column} = :{column}" for column in values)
         write_record(
-            ctx, RUNS, (run_ulid,), f"state:{target}",
+            ctx,
+            RUNS,
+            (run_ulid,),
+            f"state:{target}",
             f"UPDATE orchestrator_runs SET {assignments}, updated_at_unix_ms = :now,"
             " event_seq = :event_seq WHERE run_ulid = :run",
             {**values, "now": ctx.now_ms, "run": run_ulid},
@@ -355,7 +399,10 @@ async def request_cancel(journal: Journal, run_id: str, reason: str) -> Run:
             raise InvalidTransitionError("run", run_ulid, run.state, "cancel_requested", [])
         who = _session_who(ctx, run.session_id, run_ulid)
         write_record(
-            ctx, RUNS, (run_ulid,), "cancel_requested",
+            ctx,
+            RUNS,
+            (run_ulid,),
+            "cancel_requested",
             "UPDATE orchestrator_runs SET cancel_requested = 1, cancel_reason = :reason,"
             " updated_at_unix_ms = :now, event_seq = :event_seq WHERE run_ulid = :run",
             {"reason": clean_reason, "now": ctx.now_ms, "run": run_ulid},
@@ -378,7 +425,10 @@ async def add_tokens(
         run = _read_run(ctx, run_ulid)
         who = _session_who(ctx, run.session_id, run_ulid)
         write_record(
-            ctx, RUNS, (run_ulid,), "tokens",
+            ctx,
+            RUNS,
+            (run_ulid,),
+            "tokens",
             "UPDATE orchestrator_runs SET prompt_tokens = prompt_tokens + :p,"
             " completion_tokens = completion_tokens + :c, total_tokens = total_tokens + :p + :c,"
             " updated_at_unix_ms = :now, event_seq = :event_seq WHERE run_ulid = :run",
@@ -448,4 +498,4 @@ async def run_lifecycle(reader: JournalReader, run_id: str) -> list[LifecycleEnt
         " FROM run_lifecycle_events WHERE run_ulid = ? ORDER BY id",
         (run_ulid,),
     )
-    return [LifecycleEntry(*row) for row in rows]  # type: ignore[arg-type]
+    return [LifecycleEntry(*row) for row in rows]

@@ -84,7 +84,9 @@ class WriteContext:
         """The writer connection, inside the batch transaction and this unit's savepoint."""
         return self._writer.conn
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+    def execute(
+        self, sql: str, params: Sequence[object] | Mapping[str, object] = ()
+    ) -> sqlite3.Cursor:
         """Run one statement in the transaction."""
         return self._writer.conn.execute(sql, params)
 
@@ -168,17 +170,40 @@ class _Writer:
         self.seq += 1
         digest = link_hash(
             (
-                self.prev_hash, self.seq, event.event_ulid, event.session_ulid, event.run_ulid,
-                event.kind, event.actor, event.timestamp_unix_ms, created, event.principal,
-                event.device_id, event.channel, event.redacted, event.redaction_rules,
+                self.prev_hash,
+                self.seq,
+                event.event_ulid,
+                event.session_ulid,
+                event.run_ulid,
+                event.kind,
+                event.actor,
+                event.timestamp_unix_ms,
+                created,
+                event.principal,
+                event.device_id,
+                event.channel,
+                event.redacted,
+                event.redaction_rules,
                 event.payload_json,
             )
         )
         row = (
-            self.seq, event.event_ulid, event.session_ulid, event.run_ulid, event.kind,
-            event.actor, event.timestamp_unix_ms, event.payload_json, event.redacted,
-            event.redaction_rules, digest, self.prev_hash, event.principal, event.device_id,
-            event.channel, created,
+            self.seq,
+            event.event_ulid,
+            event.session_ulid,
+            event.run_ulid,
+            event.kind,
+            event.actor,
+            event.timestamp_unix_ms,
+            event.payload_json,
+            event.redacted,
+            event.redaction_rules,
+            digest,
+            self.prev_hash,
+            event.principal,
+            event.device_id,
+            event.channel,
+            created,
         )
         self.prev_hash = digest
         return row

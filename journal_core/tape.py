@@ -112,7 +112,10 @@ async def append_entries(
         for kind, text in prepared:
             seq += 1
             event_seq = write_record(
-                ctx, TAPE, (run_ulid, seq), "insert",
+                ctx,
+                TAPE,
+                (run_ulid, seq),
+                "insert",
                 "INSERT INTO orchestrator_tape (run_ulid, seq, event_type, payload_json,"
                 " created_at_unix_ms, event_seq) VALUES (:run, :seq, :type, :payload, :now,"
                 " :event_seq)",
@@ -132,7 +135,9 @@ async def append_entry(
     return (await append_entries(journal, run_id, [(event_type, payload)]))[0]
 
 
-_ENTRY_COLUMNS = "t.run_ulid, t.seq, t.event_type, t.payload_json, t.created_at_unix_ms, t.event_seq"
+_ENTRY_COLUMNS = (
+    "t.run_ulid, t.seq, t.event_type, t.payload_json, t.created_at_unix_ms, t.event_seq"
+)
 
 
 def _page_limits(max_entries: int, max_bytes: int) -> tuple[int, int]:
@@ -142,7 +147,9 @@ def _page_limits(max_entries: int, max_bytes: int) -> tuple[int, int]:
     )
 
 
-def _cut(rows: list[tuple[object, ...]], max_entries: int, max_bytes: int) -> tuple[list[TapeEntry], bool]:
+def _cut(
+    rows: list[tuple[object, ...]], max_entries: int, max_bytes: int
+) -> tuple[list[TapeEntry], bool]:
     """Entries within the limits (at least one), and whether more rows were available."""
     entries: list[TapeEntry] = []
     used = 0
@@ -199,7 +206,7 @@ async def session_transcript(
         " ORDER BY r.created_at_unix_ms, r.run_ulid, t.seq LIMIT ?",
         (session_ulid, cursor.run_created_at_unix_ms, cursor.run_id, cursor.seq, limit + 1),
     )
-    created = {str(row[0]): int(row[6]) for row in rows}  # type: ignore[call-overload]
+    created = {str(row[0]): int(row[6]) for row in rows}
     entries, more = _cut([row[:6] for row in rows], limit, byte_limit)
     if entries:
         last = entries[-1]

@@ -31,3 +31,15 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
     if text.isascii() and text.isprintable():
         return text
     return pattern.sub(_escape, text)
+
+
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def safe_json_text(text: str) -> str:
+    """Serialised JSON with the characters a terminal acts on written as ``\\uXXXX`` escapes.
+
+    orjson already escapes C0 control characters; DEL, C1 controls and direction overrides are
+    valid raw in JSON strings, so they are escaped here. The result is equivalent JSON.
+    """
+    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -46,7 +46,9 @@ def identity(field: str, value: object, *, max_bytes: int = MAX_IDENTITY_BYTES) 
     return value
 
 
-def optional_identity(field: str, value: object, *, max_bytes: int = MAX_IDENTITY_BYTES) -> str | None:
+def optional_identity(
+    field: str, value: object, *, max_bytes: int = MAX_IDENTITY_BYTES
+) -> str | None:
     """An identifier or None."""
     return None if value is None else identity(field, value, max_bytes=max_bytes)
 
@@ -77,9 +79,7 @@ def choice(field: str, value: object, allowed: Collection[str]) -> str:
     return value
 
 
-def integer(
-    field: str, value: object, *, minimum: int = 0, maximum: int = 2**63 - 1
-) -> int:
+def integer(field: str, value: object, *, minimum: int = 0, maximum: int = 2**63 - 1) -> int:
     """An integer (not a boolean) within ``minimum..maximum``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(field, f"must be an integer, got {type(value).__name__}")

@@ -52,7 +52,8 @@ def event_input() -> EventFactory:
 def varied_event(rng: random.Random, index: int, sessions: list[str]) -> EventInput:
     """One valid event whose kind, actor, identity fields and payload form vary with ``rng``.
 
-    Every payload but the non-JSON ones carries a unique ``evt-...`` marker.
+    Every payload but the non-JSON ones carries a unique ``evt-...`` marker; some carry a
+    secret, so the redactor fires and ``redacted``/``redaction_rules`` vary too.
     """
     marker = f"evt-{index}-{rng.getrandbits(48):012x}"
     style = index % 8
@@ -64,7 +65,7 @@ def varied_event(rng: random.Random, index: int, sessions: list[str]) -> EventIn
     elif style == 2:
         payload = {"nested": {"a": [{"b": marker}, "ünïcödé ✓ 日本"]}, "big": 2**70 + index}
     elif style == 3:
-        payload = {"marker": marker, "quote": 'he said "|" \\ \t tab', "empty": {}}
+        payload = {"marker": marker, "quote": 'he said "|" \\ \t tab', "password": "hunter2"}
     elif style == 4:
         payload = {"marker": marker, "items": list(range(rng.randint(0, 30)))}
     elif style == 5:

@@ -131,8 +131,20 @@ def _chain(count: int) -> list[list[object]]:
     prev = genesis_prev_hash(JOURNAL_ID)
     for seq in range(1, count + 1):
         values: list[object] = [
-            prev, seq, f"01JZ00000000000000000{seq:05d}", "S" * 26, "R" * 26, 2, 2,
-            1_700_000_000_000 + seq, 1_700_000_000_000 + seq, "p", "d", None, 0, None,
+            prev,
+            seq,
+            f"01JZ00000000000000000{seq:05d}",
+            "S" * 26,
+            "R" * 26,
+            2,
+            2,
+            1_700_000_000_000 + seq,
+            1_700_000_000_000 + seq,
+            "p",
+            "d",
+            None,
+            0,
+            None,
             f'{{"n":{seq}}}',
         ]
         digest = link_hash(values)  # type: ignore[arg-type]

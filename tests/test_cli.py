@@ -366,6 +366,34 @@ def test_verify_from_seq(tmp_path: Path, raw_db: RawConnect, event_input: EventF
     assert len(bad.stderr.splitlines()) == 1
 
 
+def test_verify_tail_and_info_never_print_raw_control_characters(
+    tmp_path: Path, raw_db: RawConnect, event_input: EventFactory
+) -> None:
+    path = tmp_path / "journal.db"
+    append_api(path, *(event_input(payload={"n": n}) for n in range(5)))
+    hostile = "\x1b]0;pwned\x07\x1b[2J\u202e"  # retitle, clear screen, bidi override
+    with raw_db(path) as conn:  # what a tampered (or hand-made) file can hold
+        conn.execute("DROP TRIGGER journal_events_no_update")
+        conn.execute("DROP TRIGGER journal_meta_no_update")
+        conn.execute(
+            "UPDATE journal_events SET event_ulid = ?, run_ulid = ?, hash = ?,"
+            " payload_json = ? WHERE seq = 3",
+            (f"01JZ{hostile}", f"01JZ{hostile}", f"ff{hostile}", json.dumps(hostile)),
+        )
+        conn.execute(
+            "UPDATE journal_meta SET value = ? WHERE key IN ('journal_id', 'chain_algorithm')",
+            (f"01JZ{hostile}",),
+        )
+    unsafe = {}
+    for command in ("verify", "tail", "info"):
+        done = run_cli(command, str(path))
+        lines = (done.stdout + done.stderr).splitlines()
+        found = [line for line in lines if any(char in line for char in "\x1b\x07\u202e")]
+        if found:
+            unsafe[command] = found
+    assert unsafe == {}
+
+
 # --- tail -------------------------------------------------------------------------------------
 
 
@@ -463,6 +491,7 @@ def test_export_jsonl_can_be_verified_from_the_export_alone(
     assert [event["seq"] for event in events] == list(range(1, 41))
     stored = dict(rows(path, "SELECT seq, payload_json FROM journal_events"))
     assert {event["seq"]: event["payload_json"] for event in events} == stored
+    assert any(event["redaction_rules"] for event in events)  # the rules column is exercised
     report = verify_rows((_link_values(event) for event in events), journal_id=header["journal_id"])
     assert report.breaks == []
     assert report.ok

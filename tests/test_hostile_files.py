@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import os
 import random
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ from journal_core import (
     JournalReader,
     NotAJournalError,
     SchemaTooNewError,
+    cli,
     verify_file,
 )
 
@@ -155,14 +158,14 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_command(command: str, path: Path) -> subprocess.CompletedProcess[str]:
+def run_command(command: str, path: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run one `journal` command on ``path`` (``append`` gets one valid line on stdin)."""
     return subprocess.run(
         [*JOURNAL, command, str(path)],
         input=VALID_LINE if command == "append" else "",
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         env=_env(),
         check=False,
     )
@@ -170,55 +173,92 @@ def run_command(command: str, path: Path) -> subprocess.CompletedProcess[str]:
 
 @dataclass(frozen=True)
 class Outcome:
-    done: subprocess.CompletedProcess[str]
+    returncode: int
+    stdout: str
+    stderr: str
     before: tuple[object, ...]
     after: tuple[object, ...]
 
 
 @pytest.fixture(scope="module")
-def outcomes(
+def locked_outcomes(
     tmp_path_factory: pytest.TempPathFactory, make_journal: JournalFactory
-) -> dict[tuple[str, str], Outcome]:
-    """Every command run on every hostile file (concurrently, to keep the module fast)."""
-    paths: dict[str, Path] = {}
-    for number, (name, case) in enumerate(CASES.items()):
-        path = tmp_path_factory.mktemp(f"hostile{number}") / "journal.db"
-        case.build(path, make_journal)
-        paths[name] = path
-    before = {name: snapshot(path) for name, path in paths.items()}
-    locked = [name for name, case in CASES.items() if case.locked]
-    jobs = [
-        (name, command)
-        for name in locked + sorted(set(CASES) - set(locked))
-        for command in COMMANDS
-    ]
-    with contextlib.ExitStack() as stack:
-        for name in locked:
-            stack.enter_context(exclusive_lock(paths[name]))
-        with ThreadPoolExecutor(max_workers=len(COMMANDS) * len(locked) + 3) as pool:
-            futures = {job: pool.submit(run_command, job[1], paths[job[0]]) for job in jobs}
-            results = {job: future.result() for job, future in futures.items()}
+) -> dict[str, Outcome]:
+    """Every command run as a real process on an exclusively locked journal, all at once
+    (each waits out the CLI's fixed 5 s busy timeout)."""
+    path = tmp_path_factory.mktemp("locked") / "journal.db"
+    _locked_journal(path, make_journal)
+    before = snapshot(path)
+    with exclusive_lock(path), ThreadPoolExecutor(max_workers=len(COMMANDS)) as pool:
+        futures = {command: pool.submit(run_command, command, path) for command in COMMANDS}
+        results = {command: future.result() for command, future in futures.items()}
+    after = snapshot(path)
     return {
-        job: Outcome(done, before[job[0]], snapshot(paths[job[0]])) for job, done in results.items()
+        command: Outcome(done.returncode, done.stdout, done.stderr, before, after)
+        for command, done in results.items()
     }
+
+
+def run_in_process(
+    command: str, path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
+    """``journal COMMAND PATH`` through ``journal_core.cli.run`` in this process (no start-up
+    cost); an uncaught exception fails the test as a traceback would."""
+    data = VALID_LINE.encode() if command == "append" else b""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    capsys.readouterr()
+    status = cli.run([command, str(path)])
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("case", list(CASES))
 def test_command_refuses_with_one_line_and_leaves_the_file_alone(
-    outcomes: dict[tuple[str, str], Outcome], case: str, command: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    *,
+    make_journal: JournalFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    command: str,
 ) -> None:
-    outcome = outcomes[(case, command)]
-    done = outcome.done
-    assert "Traceback" not in done.stderr, done.stderr
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
+    spec = CASES[case]
+    if spec.locked:
+        outcome = request.getfixturevalue("locked_outcomes")[command]
+    else:
+        path = tmp_path / "journal.db"
+        spec.build(path, make_journal)
+        before = snapshot(path)
+        status, out, err = run_in_process(command, path, capsys, monkeypatch)
+        outcome = Outcome(status, out, err, before, snapshot(path))
+    assert "Traceback" not in outcome.stderr, outcome.stderr
+    assert outcome.returncode == 2, (outcome.returncode, outcome.stdout, outcome.stderr)
+    lines = outcome.stderr.splitlines()
+    assert len(lines) == 1, outcome.stderr
     assert lines[0].startswith("journal: "), lines[0]
-    for words in CASES[case].says:
+    for words in spec.says:
         assert words in lines[0], lines[0]
-    assert done.stdout == ""
+    assert outcome.stdout == ""
     assert outcome.after == outcome.before
+
+
+@pytest.mark.parametrize("case", ["random bytes", "newer schema"])
+def test_real_process_refuses_with_exit_2_and_no_traceback(
+    tmp_path: Path, make_journal: JournalFactory, case: str
+) -> None:
+    path = tmp_path / "journal.db"
+    CASES[case].build(path, make_journal)
+    before = snapshot(path)
+    with ThreadPoolExecutor(max_workers=len(COMMANDS)) as pool:
+        results = list(pool.map(lambda command: run_command(command, path), COMMANDS))
+    for command, done in zip(COMMANDS, results, strict=True):
+        assert "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.startswith("journal: "), done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert snapshot(path) == before
 
 
 # --- the same through the API -----------------------------------------------------------------
@@ -253,6 +293,30 @@ def test_api_raises_the_typed_error(
         with pytest.raises(spec.error):
             verify_file(path, busy_timeout_ms=100)
     assert snapshot(path) == before
+
+
+def test_named_pipe_is_refused_without_hanging(tmp_path: Path) -> None:
+    """A FIFO at the journal path: reading its "header" would block until a writer appears."""
+    path = tmp_path / "journal.db"
+    os.mkfifo(path)
+
+    def attempt(command: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return run_command(command, path, timeout=5)
+        except subprocess.TimeoutExpired:  # the child is killed by subprocess.run
+            return None
+
+    with ThreadPoolExecutor(max_workers=len(COMMANDS)) as pool:
+        results = dict(zip(COMMANDS, pool.map(attempt, COMMANDS), strict=True))
+    assert [command for command, done in results.items() if done is None] == []
+    for command, done in results.items():
+        assert done is not None
+        assert "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.startswith("journal: "), done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert stat.S_ISFIFO(path.stat().st_mode)
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["journal.db"]
 
 
 def test_missing_journal_is_not_found(tmp_path: Path) -> None:

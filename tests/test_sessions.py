@@ -15,9 +15,10 @@ from journal_core import (
     JournalReader,
     RecordNotFoundError,
     ValidationError,
+    sessions,
+    tape,
     verify_file,
 )
-from journal_core import sessions, tape
 from journal_core.sessions import ALLOWED_MOVES, RUN_STATES
 
 FAKE_TOKEN = "ghp_" + "A1b2C3d4" * 4 + "E5F6"
@@ -201,7 +202,7 @@ def test_tape_pages_by_seq_with_entry_and_byte_limits(tmp_path: Path) -> None:
             run = await _run_in(journal, "in_progress")
             await tape.append_entry(journal, run.run_id, "message.received", {"text": "hi"})
             written = await tape.append_entries(
-                journal, run.run_id, [("model_token", {"token": f"t{i}"}) for i in range(30)]
+                journal, run.run_id, [("model_token", {"text": f"t{i}"}) for i in range(30)]
             )
             assert [entry.seq for entry in written] == list(range(2, 32))
             async with await JournalReader.open(path) as reader:
@@ -211,7 +212,7 @@ def test_tape_pages_by_seq_with_entry_and_byte_limits(tmp_path: Path) -> None:
                 page = await tape.read_tape(reader, run.run_id, after_seq=25)
                 assert [e.seq for e in page.entries] == list(range(26, 32))
                 assert page.eof
-                small = await tape.read_tape(reader, run.run_id, max_bytes=40)
+                small = await tape.read_tape(reader, run.run_id, max_bytes=30)
                 assert len(small.entries) == 2
                 assert small.truncated
                 one = await tape.read_tape(reader, run.run_id, max_bytes=1)
@@ -230,15 +231,22 @@ def test_session_transcript_follows_runs_in_order_and_tails(tmp_path: Path) -> N
         async with await Journal.open(path) as journal:
             session = await _session(journal)
             first = await sessions.start_run(journal, session.session_id)
-            await tape.append_entries(journal, first.run_id, [("status", {"n": i}) for i in range(3)])
+            await tape.append_entries(
+                journal, first.run_id, [("status", {"n": i}) for i in range(3)]
+            )
             await asyncio.sleep(0.002)
             second = await sessions.start_run(journal, session.session_id)
-            await tape.append_entries(journal, second.run_id, [("status", {"n": i}) for i in range(2)])
+            await tape.append_entries(
+                journal, second.run_id, [("status", {"n": i}) for i in range(2)]
+            )
             async with await JournalReader.open(path) as reader:
                 page = await tape.session_transcript(reader, session.session_id)
                 assert [(e.run_id, e.seq) for e in page.entries] == [
-                    (first.run_id, 1), (first.run_id, 2), (first.run_id, 3),
-                    (second.run_id, 1), (second.run_id, 2),
+                    (first.run_id, 1),
+                    (first.run_id, 2),
+                    (first.run_id, 3),
+                    (second.run_id, 1),
+                    (second.run_id, 2),
                 ]
                 assert page.eof
                 await tape.append_entry(journal, second.run_id, "message.replied", {"text": "ok"})
@@ -260,7 +268,9 @@ def test_tape_redacts_and_validates(tmp_path: Path) -> None:
         async with await Journal.open(path) as journal:
             run = await _run_in(journal, "in_progress")
             entry = await tape.append_entry(
-                journal, run.run_id, "tool_proposal",
+                journal,
+                run.run_id,
+                "tool_proposal",
                 {"tool": "shell", "args": {"cmd": f"git push https://x:{FAKE_TOKEN}@github.com"}},
             )
             assert FAKE_TOKEN not in entry.payload_json
@@ -280,8 +290,11 @@ def test_tape_redacts_and_validates(tmp_path: Path) -> None:
 
 def _tampered(path: Path, *statements: str) -> list[tuple[str, str]]:
     conn = sqlite3.connect(path)
-    for trigger in ("orchestrator_tape_no_update", "orchestrator_tape_no_delete",
-                    "run_lifecycle_events_no_delete"):
+    for trigger in (
+        "orchestrator_tape_no_update",
+        "orchestrator_tape_no_delete",
+        "run_lifecycle_events_no_delete",
+    ):
         conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
     for statement in statements:
         conn.execute(statement)

@@ -198,9 +198,7 @@ def test_default_payload_limit_is_256_kib(tmp_path: Path) -> None:
         ('{"k": 1, "k": 2}', {"k": 2}),
     ],
 )
-def test_payload_forms_are_stored_as_json(
-    tmp_path: Path, payload: object, stored: object
-) -> None:
+def test_payload_forms_are_stored_as_json(tmp_path: Path, payload: object, stored: object) -> None:
     path = tmp_path / "j.db"
     _run(_append_all(path, [_event(payload=payload)]))
     text, redacted = _rows(path, "SELECT payload_json, redacted FROM journal_events")[0]
@@ -386,16 +384,16 @@ def test_idle_reader_does_not_pin_the_wal(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
 
     async def scenario() -> None:
-        async with await Journal.open(path) as journal:
-            async with await JournalReader.open(path) as reader:
-                await journal.append_batch([_event(payload={"i": i}) for i in range(200)])
-                await reader.events_after(0, 50)
-                await reader.head()
-                conn = sqlite3.connect(path)
-                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                conn.close()
-                assert busy == 0
-                assert os.path.getsize(f"{path}-wal") == 0
+        journal = await Journal.open(path)
+        async with journal, await JournalReader.open(path) as reader:
+            await journal.append_batch([_event(payload={"i": i}) for i in range(200)])
+            await reader.events_after(0, 50)
+            await reader.head()
+            conn = sqlite3.connect(path)
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            conn.close()
+            assert busy == 0
+            assert os.path.getsize(f"{path}-wal") == 0
 
     _run(scenario())
 

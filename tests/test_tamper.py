@@ -234,6 +234,16 @@ def test_edited_genesis_prev_hash(journal: Path, raw_db: RawConnect) -> None:
     assert_broken(journal, [(GENESIS, 1), (HASH, 1)])
 
 
+def test_edited_journal_id_breaks_the_genesis_link(journal: Path, raw_db: RawConnect) -> None:
+    with raw_db(journal) as conn:
+        conn.execute("DROP TRIGGER journal_meta_no_update")
+        conn.execute(
+            "UPDATE journal_meta SET value = '01JZ0000000000000000000000' WHERE key = 'journal_id'"
+        )
+    # seq 1's own hash still matches its stored columns; only its binding to the id breaks.
+    assert_broken(journal, [(GENESIS, 1)])
+
+
 def test_tail_truncation_passes_but_the_next_append_leaves_a_gap(
     journal: Path, raw_db: RawConnect, event_input: EventFactory
 ) -> None:
@@ -428,6 +438,13 @@ def test_from_seq_checks_its_first_link_against_the_stored_predecessor(
     with raw_db(journal) as conn:
         conn.execute("DELETE FROM journal_events WHERE seq = 19")
     assert_broken(journal, [(PREV, 20)], from_seq=20)
+
+
+def test_from_seq_at_a_deleted_row_reports_the_gap(journal: Path, raw_db: RawConnect) -> None:
+    with raw_db(journal) as conn:
+        drop_triggers(conn)
+        conn.execute("DELETE FROM journal_events WHERE seq = 20")
+    assert_broken(journal, [(MISSING_EVENT, 20), (PREV, 21)], from_seq=20)
 
 
 def test_every_one_of_a_hundred_tampered_rows_is_reported(
