@@ -27,6 +27,7 @@ import orjson
 from journal_core import validate
 from journal_core.errors import RecordNotFoundError, ValidationError
 from journal_core.events import Actor
+from journal_core.fts import match_expression
 from journal_core.ids import new_ulid
 from journal_core.reader import JournalReader
 from journal_core.records import (
@@ -257,21 +258,8 @@ def _optional_now(now_ms: int | None) -> int | None:
 
 
 def fts_query(text: str) -> str | None:
-    """The FTS5 MATCH expression for user text: each word quoted, any word may match.
-
-    Operators, prefixes, columns and parentheses in ``text`` are ordinary words or dropped
-    punctuation here, never FTS5 syntax. None when ``text`` has no word.
-    """
-    words: list[str] = []
-    for word in _WORD.findall(text):
-        if word not in words:
-            words.append(word)
-        if len(words) == MAX_QUERY_TOKENS:
-            break
-    if not words:
-        return None
-    # \w never matches '"', so a quoted word can neither end early nor carry an operator.
-    return " OR ".join(f'"{word}"' for word in words)
+    """The FTS5 MATCH expression for user text: each word quoted, any word may match."""
+    return match_expression(text, every_word=False, max_words=MAX_QUERY_TOKENS)
 
 
 def _purge_items(ctx: WriteContext, ids: Sequence[str], reason: str, who: RecordContext) -> int:

@@ -313,8 +313,6 @@ _VALUE_RE: Final = re.compile(
 _QUERY_VALUE_RE: Final = re.compile(r"[^&#;\s\"'<>]++")
 _SCHEME_RE: Final = re.compile(r"[ \t]*([\"']?)([A-Za-z][A-Za-z0-9_\-]*)[ \t]+([^\s\"']+)")
 
-_Trie = dict[str, "_Trie"]
-
 
 def _either_case(ch: str) -> set[str]:
     return {ch.lower(), ch.upper()}
@@ -325,30 +323,33 @@ def _suffix_gate(
 ) -> str:
     """A pattern matching ``anchor`` when the text before it ends with one of ``suffixes``.
 
-    The anchor is the pattern's literal prefix (fast to find); the suffix test is a trie of
-    one-character look-behinds, so a miss costs one or two character-class tests instead of
-    one test per suffix. ``variants`` gives the characters each suffix character may appear
-    as in the scanned text (by default: either case).
+    The anchor is the pattern's literal prefix (fast to find). A look-behind on the last three
+    characters rejects most positions at once; then one look-behind per suffix length tests
+    the candidates of that length. Inside a look-behind each alternative starts with a literal
+    or a class, which the regex engine rejects in one test. ``variants`` gives the characters
+    a suffix character may appear as in the scanned text (by default: either case).
     """
-    trie: _Trie = {}
-    for suffix in suffixes:
-        node = trie
-        for ch in reversed(suffix.lower()):
-            node = node.setdefault(ch, {})
-        node[""] = {}
 
-    def cls(chars: Iterable[str]) -> str:
-        allowed = {v for ch in chars for v in variants(ch)}
-        return "[" + "".join(re.escape(c) for c in sorted(allowed)) + "]"
+    def chars(text: str) -> str:
+        out = []
+        for ch in text:
+            allowed = sorted(variants(ch))
+            escaped = "".join(re.escape(c) for c in allowed)
+            out.append(escaped if len(allowed) == 1 else f"[{escaped}]")
+        return "".join(out)
 
-    def emit(node: _Trie, depth: int) -> str:
-        if "" in node:
-            return ""  # a shorter suffix already matched
-        pad = "." * depth + re.escape(anchor)
-        branches = [f"(?<={cls(ch)}{pad}){emit(node[ch], depth + 1)}" for ch in sorted(node)]
-        return f"(?<={cls(node)}{pad})(?:{'|'.join(branches)})"
-
-    return re.escape(anchor) + emit(trie, 0)
+    unique = sorted({suffix.lower() for suffix in suffixes})
+    assert all(len(suffix) >= 3 for suffix in unique)
+    by_length: dict[int, list[str]] = {}
+    for suffix in unique:
+        by_length.setdefault(len(suffix), []).append(suffix)
+    end = re.escape(anchor)
+    tails = "|".join(chars(tail) for tail in sorted({suffix[-3:] for suffix in unique}))
+    groups = "|".join(
+        f"(?<=(?:{'|'.join(chars(s) for s in group)}){end})"
+        for _, group in sorted(by_length.items())
+    )
+    return f"{end}(?<=(?:{tails}){end})(?:{groups})"
 
 
 _ASSIGN_RE: Final = re.compile(
@@ -357,19 +358,25 @@ _ASSIGN_RE: Final = re.compile(
 
 # Gates. All but one run on a single byte translation of the text, made at C speed, that folds
 # the characters rules hinge on into a few literals: ``:`` becomes ``=`` (both delimiters), ``-``
-# becomes ``_`` (both token separators), every digit becomes 0x01, and ``A``, ``B``, ``J`` (which
-# start or end the case-sensitive formats) become 0x03. Each gate is then one regex with a literal
-# prefix. Gate patterns are written in ordinary text and passed through the same translation, so
-# they cannot drift from it.
+# becomes ``_`` (both token separators), every digit becomes 0x01, ``A``, ``B`` and ``J`` (which
+# start or end the case-sensitive formats) become 0x03, and the characters an assignment may
+# have between its keyword and its delimiter (space, tab, quotes, backslash) are deleted. Each
+# gate is then one regex with a literal prefix. Gate patterns are written in ordinary text and
+# passed through the same translation, so they cannot drift from it.
 _GATE_MAP: Final = bytes(
     0x3D if c == 0x3A else 0x5F if c == 0x2D else 1 if 0x30 <= c <= 0x39 else
     3 if c in (0x41, 0x42, 0x4A) else 0x78 if c in (1, 3) else c
     for c in range(256)
 )  # fmt: skip
+_GATE_DELETE: Final = b" \t\"'\\"
+
+
+def _gate_bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass").translate(_GATE_MAP, _GATE_DELETE)
 
 
 def _gate_text(text: str) -> str:
-    return text.encode("latin-1").translate(_GATE_MAP).decode("latin-1")
+    return _gate_bytes(text).decode("latin-1")
 
 
 def _gate_variants(ch: str) -> set[str]:
@@ -380,13 +387,16 @@ def _gate_regex(pattern: str) -> re.Pattern[bytes]:
     return re.compile(pattern.encode("latin-1"), re.DOTALL)
 
 
-def _after(literal: str) -> str:
-    """A look-behind: the (translated) text just before the current position is ``literal``."""
-    return f"(?<={re.escape(_gate_text(literal))})"
+def _after(literals: Iterable[str]) -> str:
+    """Look-behinds, one per length: the (translated) text so far ends with one of ``literals``."""
+    by_length: dict[int, list[str]] = {}
+    for literal in sorted({_gate_text(lit) for lit in literals}):
+        by_length.setdefault(len(literal), []).append(re.escape(literal))
+    return "|".join(f"(?<={'|'.join(group)})" for _, group in sorted(by_length.items()))
 
 
 _ASSIGN_GATE_RE: Final = _gate_regex(
-    _suffix_gate((e + g for e in _ASSIGN_ENDINGS for g in _ASSIGN_GAPS), "=", _gate_variants)
+    _suffix_gate(_ASSIGN_ENDINGS, "=", _gate_variants)
     + "|" + re.escape(_gate_text("=//hooks.slack.com/"))
 )  # fmt: skip
 # Provider token prefixes, all ending in ``_`` once translated; checked from that ``_``.
@@ -396,21 +406,22 @@ _TOKEN_PREFIXES: Final = (
 )  # fmt: skip
 _TOKEN_GATE_RE: Final = _gate_regex(
     "_(?<=[" + "".join(sorted({re.escape(_gate_text(p)[-2]) for p in _TOKEN_PREFIXES})) + "]_)"
-    "(?:" + "|".join(_after(p) for p in _TOKEN_PREFIXES) + ")"
+    "(?:" + _after(_TOKEN_PREFIXES) + ")"
 )
 # Formats that start or end with A, B or J, checked from that letter (0x03 once translated).
 _ABJ_GATE_RE: Final = _gate_regex(
-    "\x03(?:"
+    "\\x03(?:"
     + "|".join(
         re.escape(_gate_text(word)[1:])
         for word in ("AKIA", "ASIA", "ABIA", "ACCA", "AIza", "Bearer", "BEARER", "Basic", "BASIC")
     )
-    + "|EGIN" + _after("-----BEGIN") + "|" + _after("eyJ") + "|" + _after("T3BlbkFJ") + ")"
+    + "|EGIN(?<=" + re.escape(_gate_text("-----BEGIN")) + ")|" + _after(("eyJ", "T3BlbkFJ"))
+    + ")"
 )  # fmt: skip
-# 13 digits in a row, or two groups of four (a card's first two groups); the precise shapes,
-# issuer digit and Luhn check come later.
+# 13 digits in a row (card groups split by spaces are joined, since spaces are deleted) or two
+# groups of four split by a dash; the precise shapes, issuer digit and Luhn check come later.
 _CARD_GATE_RE: Final = _gate_regex(
-    re.escape(_gate_text("0000")) + "(?:" + re.escape(_gate_text("000000000")) + "|[ _]"
+    re.escape(_gate_text("0000")) + "(?:" + re.escape(_gate_text("000000000")) + "|_"
     + re.escape(_gate_text("0000")) + ")"
 )  # fmt: skip
 
@@ -428,7 +439,7 @@ def _families(text: str, first_only: bool) -> int:
     With ``first_only`` it stops at the first open gate, which is all the check pass needs.
     """
     found = 0
-    mapped = text.encode("utf-8", "surrogatepass").translate(_GATE_MAP)
+    mapped = _gate_bytes(text)
     if b"=" in mapped and _ASSIGN_GATE_RE.search(mapped):
         if first_only:
             return _F_ASSIGN

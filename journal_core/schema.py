@@ -71,6 +71,7 @@ CREATE TABLE orchestrator_runs (
 );
 CREATE INDEX orchestrator_runs_session ON orchestrator_runs (session_ulid, created_at_unix_ms);
 CREATE INDEX orchestrator_runs_state ON orchestrator_runs (state);
+CREATE INDEX orchestrator_sessions_updated ON orchestrator_sessions (updated_at_unix_ms);
 
 CREATE TABLE run_lifecycle_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -93,6 +94,12 @@ CREATE TABLE orchestrator_tape (
     event_seq INTEGER NOT NULL,
     PRIMARY KEY (run_ulid, seq)
 );
+CREATE VIRTUAL TABLE orchestrator_tape_fts USING fts5 (
+    payload_json, content='orchestrator_tape', content_rowid='rowid'
+);
+CREATE TRIGGER orchestrator_tape_fts_insert AFTER INSERT ON orchestrator_tape BEGIN
+    INSERT INTO orchestrator_tape_fts (rowid, payload_json) VALUES (NEW.rowid, NEW.payload_json);
+END;
 
 CREATE TABLE tool_jobs (
     job_ulid TEXT PRIMARY KEY NOT NULL,
@@ -168,6 +175,7 @@ CREATE TABLE approvals (
 CREATE INDEX approvals_pending ON approvals (decision, expires_at_unix_ms);
 CREATE INDEX approvals_run ON approvals (run_ulid);
 CREATE INDEX approvals_resolved ON approvals (resolved_at_unix_ms);
+CREATE INDEX approvals_session ON approvals (session_ulid, decision);
 
 CREATE TABLE memory_items (
     memory_ulid TEXT PRIMARY KEY NOT NULL,

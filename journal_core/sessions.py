@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from journal_core import validate
 from journal_core.errors import InvalidTransitionError, RecordNotFoundError, ValidationError
 from journal_core.events import Actor
+from journal_core.fts import match_expression
 from journal_core.ids import new_ulid
 from journal_core.reader import JournalReader
 from journal_core.records import (
@@ -499,3 +500,89 @@ async def run_lifecycle(reader: JournalReader, run_id: str) -> list[LifecycleEnt
         (run_ulid,),
     )
     return [LifecycleEntry(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """What a list of sessions shows: the session, its last run's state and its totals."""
+
+    session: Session
+    last_run_state: str | None
+    runs: int
+    total_tokens: int
+    pending_approvals: int
+    last_error: str | None
+
+    @property
+    def title(self) -> str:
+        """The session's title (label, else auto title, else key)."""
+        return self.session.title
+
+
+async def session_summaries(
+    reader: JournalReader,
+    *,
+    state: str | None = None,
+    text: str | None = None,
+    include_archived: bool = False,
+    limit: int = 500,
+) -> list[SessionSummary]:
+    """Sessions with their last run's state, run count, token total and pending approvals.
+
+    Most recently active first. ``state`` keeps sessions whose last run is in that state;
+    ``text`` keeps sessions whose title, key or label contains it, or whose transcript matches
+    every word of it (full-text search over the tape).
+    """
+    clauses: list[str] = []
+    params: list[object] = []
+    if not include_archived:
+        clauses.append("s.archived_at_unix_ms IS NULL")
+    if state is not None:
+        clauses.append("lr.state = ?")
+        params.append(validate.choice("state", state, RUN_STATES))
+    if text is not None and text.strip():
+        needle = validate.text("text", text.strip(), max_bytes=1_024)
+        like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        match = match_expression(needle, every_word=True)
+        searched = [
+            "s.session_key LIKE ? ESCAPE '\\'",
+            "COALESCE(s.session_label, '') LIKE ? ESCAPE '\\'",
+            "COALESCE(s.auto_title, '') LIKE ? ESCAPE '\\'",
+        ]
+        params.extend([like, like, like])
+        if match is not None:
+            searched.append(
+                "s.session_ulid IN (SELECT r.session_ulid FROM orchestrator_tape_fts AS f"
+                " JOIN orchestrator_tape AS t ON t.rowid = f.rowid"
+                " JOIN orchestrator_runs AS r ON r.run_ulid = t.run_ulid"
+                " WHERE orchestrator_tape_fts MATCH ?)"
+            )
+            params.append(match)
+        clauses.append("(" + " OR ".join(searched) + ")")
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    params.append(validate.integer("limit", limit, minimum=1, maximum=100_000))
+    columns = ", ".join(f"s.{column}" for column in SESSIONS.columns)
+    rows = await reader.fetchall(
+        f"SELECT {columns}, lr.state, lr.last_error,"
+        " (SELECT COUNT(*) FROM orchestrator_runs AS r WHERE r.session_ulid = s.session_ulid),"
+        " (SELECT COALESCE(SUM(total_tokens), 0) FROM orchestrator_runs AS r"
+        "  WHERE r.session_ulid = s.session_ulid),"
+        " (SELECT COUNT(*) FROM approvals AS a"
+        "  WHERE a.session_ulid = s.session_ulid AND a.decision IS NULL)"
+        " FROM orchestrator_sessions AS s"
+        " LEFT JOIN orchestrator_runs AS lr ON lr.run_ulid = s.last_run_ulid"
+        f" {where} ORDER BY s.updated_at_unix_ms DESC LIMIT ?",
+        tuple(params),
+    )
+    width = len(SESSIONS.columns)
+    return [
+        SessionSummary(
+            session=_session(row[:width]),
+            last_run_state=row[width],
+            last_error=row[width + 1],
+            runs=int(row[width + 2]),
+            total_tokens=int(row[width + 3]),
+            pending_approvals=int(row[width + 4]),
+        )
+        for row in rows
+    ]

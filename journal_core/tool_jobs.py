@@ -819,3 +819,54 @@ async def _plan_page(
         if len(rows) < wanted:
             return last, False
         batch = min(batch * 2, MAX_READ_ENTRIES + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierOutput:
+    """A page of output read backwards: ``entries`` oldest first, ending before ``before_seq``.
+
+    ``first_seq`` is the ``before_seq`` for the page before this one; ``at_start`` says nothing
+    earlier remains. A viewer shows the end of a long output first and pages back on demand.
+    """
+
+    entries: tuple[TailEntry, ...]
+    first_seq: int
+    at_start: bool
+
+
+async def read_output_before(
+    reader: JournalReader,
+    job_id: str,
+    *,
+    before_seq: int | None = None,
+    max_entries: int = MAX_READ_ENTRIES,
+    max_bytes: int = 64 * 1024,
+) -> EarlierOutput:
+    """The newest output entries with seq below ``before_seq`` (all, when None), oldest first.
+
+    The byte limit counts back from the newest entry; an entry is never split and at least one
+    is returned when any exists, so paging back always advances.
+    """
+    job_ulid = validate.ulid("job_id", job_id)
+    bound = 2**63 - 1 if before_seq is None else validate.integer("before_seq", before_seq)
+    entry_limit = validate.integer("max_entries", max_entries, minimum=1, maximum=MAX_READ_ENTRIES)
+    byte_limit = validate.integer("max_bytes", max_bytes, minimum=1, maximum=MAX_READ_BYTES)
+    rows = await reader.fetchall(
+        f"SELECT {_TAIL_COLUMNS} FROM tool_job_tail_entries"
+        " WHERE job_ulid = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (job_ulid, bound, entry_limit + 1),
+    )
+    if not rows:
+        await get_job(reader, job_ulid)
+        return EarlierOutput((), bound, at_start=True)
+    taken: list[TailEntry] = []
+    used = 0
+    for row in rows[:entry_limit]:
+        entry = _tail_entry(row)
+        if taken and used + entry.byte_len > byte_limit:
+            break
+        used += entry.byte_len
+        taken.append(entry)
+    taken.reverse()
+    at_start = len(taken) == len(rows)
+    return EarlierOutput(tuple(taken), taken[0].seq, at_start)

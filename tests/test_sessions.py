@@ -373,3 +373,38 @@ def test_tamper_forged_row_without_event(recorded: Path) -> None:
 def test_tamper_row_pointing_at_another_event(recorded: Path) -> None:
     breaks = _tampered(recorded, "UPDATE orchestrator_tape SET event_seq = 1 WHERE seq = 4")
     assert ("record_event_mismatch", "orchestrator_tape") in breaks
+
+
+def test_session_summaries_filter_by_state_and_search_transcripts(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+
+    async def scenario() -> None:
+        async with await Journal.open(path) as journal:
+            done = await _run_in(journal, "done")
+            await sessions.add_tokens(journal, done.run_id, prompt_tokens=10, completion_tokens=2)
+            await tape.append_entry(
+                journal, done.run_id, "message.received", {"text": "rotate the kubelet certs"}
+            )
+            failed = await _run_in(journal, "in_progress")
+            await sessions.transition_run(journal, failed.run_id, "failed", error="disk full")
+            labelled = await _session(journal, "cli:label")
+            await sessions.update_session(journal, labelled.session_id, label="Quarterly report")
+            async with await JournalReader.open(path) as reader:
+                every = await sessions.session_summaries(reader)
+                assert len(every) == 3
+                assert every[0].session.session_id == labelled.session_id  # most recent first
+                by_state = await sessions.session_summaries(reader, state="failed")
+                assert [s.last_run_state for s in by_state] == ["failed"]
+                assert by_state[0].last_error == "disk full"
+                found = await sessions.session_summaries(reader, text="kubelet certs")
+                assert [s.session.session_id for s in found] == [done.session_id]
+                assert (found[0].runs, found[0].total_tokens) == (1, 12)
+                assert [
+                    s.title for s in await sessions.session_summaries(reader, text="quarterly")
+                ] == ["Quarterly report"]
+                for hostile in ('"', "NEAR(", "*", "a OR", "%", "_", "\\"):
+                    await sessions.session_summaries(reader, text=hostile)
+                with pytest.raises(ValidationError):
+                    await sessions.session_summaries(reader, state="sleeping")
+
+    _run(scenario())

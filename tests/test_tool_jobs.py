@@ -773,3 +773,33 @@ def test_tamper_job_row(recorded: tuple[Path, str, list[int]]) -> None:
     path, job_id, _ = recorded
     edited = _tampered(path, "UPDATE tool_jobs SET state = 'completed', exit_code = 0")
     assert edited == [("record_digest_mismatch", "tool_jobs", job_id)]
+
+
+def test_output_reads_backwards_from_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+
+    async def scenario() -> None:
+        async with await Journal.open(path) as journal:
+            job = await tj.create_job(
+                journal,
+                owner_principal="user:alice",
+                device_id="laptop",
+                tool_name="shell",
+                backend="local",
+            )
+            await tj.transition_job(journal, job.job_id, "running")
+            for index in range(30):
+                await tj.append_output(journal, job.job_id, "stdout", f"line {index:02d}\n")
+            async with await JournalReader.open(path) as reader:
+                last = await tj.read_output_before(reader, job.job_id, max_entries=10)
+                assert [e.chunk for e in last.entries] == [f"line {i:02d}\n" for i in range(20, 30)]
+                assert not last.at_start
+                earlier = await tj.read_output_before(
+                    reader, job.job_id, before_seq=last.first_seq, max_bytes=16
+                )
+                assert [e.chunk for e in earlier.entries] == ["line 18\n", "line 19\n"]
+                rest = await tj.read_output_before(reader, job.job_id, before_seq=earlier.first_seq)
+                assert len(rest.entries) == 18
+                assert rest.at_start
+
+    asyncio.run(scenario())
