@@ -26,7 +26,7 @@ import orjson
 
 from journal_core.chain import VerifyReport
 from journal_core.connection import JournalConfig, JournalInfo
-from journal_core.demo import DemoConfig, DemoDaemon, run_demo
+from journal_core.demo import DemoConfig, run_demo
 from journal_core.errors import JournalError, ValidationError
 from journal_core.health import format_health, health_report
 from journal_core.maintenance import backup
@@ -91,6 +91,17 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--from-seq", type=int, default=1)
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
 
+    tui = commands.add_parser(
+        "tui",
+        help="inspect a journal in a terminal UI",
+        description=(
+            "Open the inspector on a journal, read-only: deciding an approval is its only write."
+        ),
+    )
+    tui.add_argument("db")
+    tui.add_argument("--read-only", action="store_true", help="disable approval decisions")
+    tui.add_argument("--as", dest="decider", help="who decides approvals (default: user@host)")
+
     demo = commands.add_parser(
         "demo",
         help="run a simulated agent daemon on a journal and show it live",
@@ -114,6 +125,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="concurrent agents (default 4; 16 when writing flat out with --rate 0)",
     )
     demo.add_argument("--no-ui", action="store_true", help="write without showing anything")
+    demo.add_argument(
+        "--as", dest="decider", help="who decides approvals in the inspector (default: user@host)"
+    )
     demo.add_argument(
         "--events", type=int, default=None, help="stop once the journal holds this many events"
     )
@@ -416,13 +430,9 @@ async def _demo(args: argparse.Namespace) -> int:
         if args.no_ui:
             stats = await run_demo(journal, config, max_events=args.events)
         else:
-            _write_line(sys.stdout, f"journal: demo writing to {journal.info.path} (Ctrl-C stops)")
-            stats = await run_demo(
-                journal,
-                config,
-                max_events=args.events,
-                on_start=lambda daemon: _follow_until_stopped(journal.info.path, daemon),
-            )
+            from journal_tui.launch import demo  # the UI loads only when it is asked for
+
+            stats = await demo(journal, config, max_events=args.events, decider=args.decider)
     elapsed = time.perf_counter() - started
     _write_line(
         sys.stderr,
@@ -435,17 +445,11 @@ async def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _follow_until_stopped(path: Path, daemon: DemoDaemon) -> None:
-    """Print events as they commit until the daemon stops or the user interrupts."""
-    width = max(60, os.get_terminal_size().columns if sys.stdout.isatty() else 160)
-    async with await JournalReader.open(path) as reader:
-        last = (await reader.head()).seq
-        while not daemon.stopped:
-            await asyncio.sleep(0.2)
-            while batch := await reader.events_after(last, 1_000):
-                for event in batch:
-                    _write_line(sys.stdout, format_event_line(event, width))
-                last = batch[-1].seq
+async def _tui(args: argparse.Namespace) -> int:
+    from journal_tui.launch import inspect  # the UI loads only when it is asked for
+
+    await inspect(args.db, read_only=args.read_only, decider=args.decider)
+    return EXIT_OK
 
 
 # --- health and backup ------------------------------------------------------------------------
@@ -493,6 +497,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_export(args))
         if command == "demo":
             return asyncio.run(_demo(args))
+        if command == "tui":
+            return asyncio.run(_tui(args))
         if command == "health":
             return asyncio.run(_health(args))
         if command == "backup":

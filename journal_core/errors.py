@@ -127,7 +127,8 @@ class ApprovalAlreadyDecidedError(JournalError):
         self.channel = channel
         super().__init__(
             f"approval {approval_id} was already decided: {decision}"
-            f" ({scope or 'no scope'}) by {decided_by or 'unknown'} at {decided_at_unix_ms}"
+            f" ({scope or 'no scope'}) by {decided_by or 'unknown'}"
+            f" at {'an unknown time' if decided_at_unix_ms is None else _utc(decided_at_unix_ms)}"
             f" via {channel or 'unknown channel'}; the first decision stands, reload the approval"
         )
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,8 +44,8 @@ def marker(rule: str) -> str:
     return f"<redacted:{rule}>"
 
 
-SENSITIVE_KEY: Final = "sensitive_key"
-_SENSITIVE_KEY_MARKER: Final = marker(SENSITIVE_KEY)
+_SENSITIVE_KEY: Final = "sensitive_key"
+_SENSITIVE_KEY_MARKER: Final = marker(_SENSITIVE_KEY)
 _EMPTY: Final[frozenset[str]] = frozenset()
 _MARKER_RE: Final = re.compile(r"<redacted:[A-Za-z0-9_.\-]+>")
 _RULE_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -54,6 +55,7 @@ _MIN_TEXT: Final = 5
 _KEY_CACHE_MAX: Final = 8192
 _JSON_START: Final = frozenset("{[ \t\r\n")
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
+_CONTAINERS: Final = (dict, list)
 
 # --------------------------------------------------------------------------------------------
 # Key names
@@ -183,7 +185,6 @@ def _contains_run(parts: tuple[str, ...], run: tuple[str, ...]) -> bool:
 
 # An edit replaces text[start:end] by marker(rule).
 _Edit = tuple[int, int, str]
-_Edits = list[_Edit]
 # A decision on one regex match, given the original text.
 _Decide = Callable[["re.Match[str]", str], "_Edit | None"]
 
@@ -196,15 +197,28 @@ _PLACEHOLDER_WORDS: Final = frozenset(
 )  # fmt: skip
 _PLACEHOLDER_RE: Final = re.compile(
     r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*|%[A-Za-z_][A-Za-z0-9_]*%|\{\{.*\}\}|\{[^{}]*\}"
-    r"|<[^<>]*>|\*+|[xX]{3,}|\.{3,}|\u2026|[#\-_]+",
+    r"|<[^<>]*>|[xX]{3,}",
     re.DOTALL,
 )
+_ALNUM_RE: Final = re.compile("[A-Za-z0-9]")
 _CODE_REFERENCE_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 def _is_placeholder(value: str) -> bool:
-    """Values people write instead of a secret: empty, ``${VAR}``, ``<token>``, ``***``..."""
-    return value.lower() in _PLACEHOLDER_WORDS or _PLACEHOLDER_RE.fullmatch(value) is not None
+    """Values people write instead of a secret: empty, ``${VAR}``, ``<token>``, ``***``...
+
+    A value without a single letter or digit (``{``, ``--``) is punctuation, not a secret.
+    """
+    return (
+        value.lower() in _PLACEHOLDER_WORDS
+        or _PLACEHOLDER_RE.fullmatch(value) is not None
+        or _ALNUM_RE.search(value) is None
+    )
+
+
+_DIGIT_RE: Final = re.compile("[0-9]")
+_UPPER_RE: Final = re.compile("[A-Z]")
+_LOWER_RE: Final = re.compile("[a-z]")
 
 
 def _looks_random(value: str) -> bool:
@@ -215,10 +229,10 @@ def _looks_random(value: str) -> bool:
     """
     if len(value) < 8:
         return False
-    if any(c.isdigit() for c in value):
+    head = value[:64]  # enough to judge; keeps the test cheap on huge values
+    if _DIGIT_RE.search(head):
         return True
-    tail = value[1:]
-    return any(c.isupper() for c in tail) and any(c.islower() for c in tail)
+    return _UPPER_RE.search(head, 1) is not None and _LOWER_RE.search(head, 1) is not None
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -253,7 +267,7 @@ _GIT_RE: Final = re.compile(
 )
 _SLACK_TOKEN_RE: Final = re.compile(rf"xox(?<![{_TOK}]xox)[baprs]-[A-Za-z0-9\-]{{10,}}+")
 _SLACK_WEBHOOK_RE: Final = re.compile(
-    r"hooks\.slack\.com/(?P<path>(?:services|workflows|triggers)/[A-Za-z0-9_/+\-]{8,}+)"
+    r"://hooks\.slack\.com/(?P<path>(?:services|workflows|triggers)/[A-Za-z0-9_/+\-]{8,}+)"
 )
 # Matches from the ``k`` of ``sk_live_``; the decision widens the span by the one letter before.
 _STRIPE_RE: Final = re.compile(
@@ -282,8 +296,8 @@ _CARD_RE: Final = re.compile(
 
 # Assignments ``<identifier><gap><delimiter><value>`` (keyword_assignment, aws_secret_key and
 # url_query_secret) are found from the delimiter: every ``:`` is first turned into ``=`` (same
-# length, so positions hold), and a trie of look-behinds checks that the identifier before it
-# ends with a keyword. The identifier and the value are then read around that position.
+# length, so positions hold), and look-behinds check that the identifier before it ends with a
+# keyword (see _ends_with). The identifier and the value are then read around that position.
 _ASSIGN_ENDINGS: Final = (
     "password", "passwd", "passphrase", "pwd", "secret", "token", "credential", "credentials",
     "authorization", "cookie", "signature", "sig", "auth", "sessionid", "key",
@@ -299,6 +313,14 @@ _ASSIGN_KEY_QUALIFIERS: Final = (
     "api", "access", "secret", "private", "auth", "signing", "encryption", "client", "master",
     "app",
 )  # fmt: skip
+# Matched against the identifier reversed, so that "ends with" is one anchored match.
+_KEYWORD_REVERSED_RE: Final = re.compile(
+    "|".join(k[::-1] for k in _KEYWORD_ENDINGS)
+    + r"|yek[_.\-]?(?:"
+    + "|".join(q[::-1] for q in _ASSIGN_KEY_QUALIFIERS)
+    + ")",
+    re.IGNORECASE | re.ASCII,
+)
 _PASSWORD_KEYWORDS: Final = frozenset({"password", "passwd", "passphrase", "pwd", "secret"})
 _AWS_SECRET_IDENT_RE: Final = re.compile(
     r"(?:.*[_.\-])?(?:aws[_.\-]?secret[_.\-]?(?:access[_.\-]?)?|secret[_.\-]?access[_.\-]?)key"
@@ -306,11 +328,28 @@ _AWS_SECRET_IDENT_RE: Final = re.compile(
 _AWS_SECRET_VALUE_RE: Final = re.compile(r"[A-Za-z0-9/+]{40}")
 # The window before a delimiter, reversed: gap (reversed), then the identifier (reversed).
 _IDENT_BEFORE_RE: Final = re.compile(r"([ \t]?)([\"']?)(\\?)([A-Za-z0-9_.\-]{1,128})")
+# A value is judged on its first 64 characters and, once accepted, followed to its end: a
+# rejected long value is never scanned whole, which keeps hostile repetition linear.
 _VALUE_RE: Final = re.compile(
-    r"[ \t]*(?P<val>\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\"|\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'"
-    r"|[^\s\"'`,;&<>(){}\[\]\\]+)"
+    r"[ \t]*(?:\\\"(?P<eq>(?:[^\"\\\n]|\\[^\"\n]){0,64})"
+    r"|\"(?P<dq>(?:[^\"\\\n]|\\.){0,64})"
+    r"|'(?P<sq>[^'\n]{0,64})"
+    r"|(?P<bare>[^\s\"'`,;&<>()\[\]\\]{1,64}))"
 )
+_VALUE_REST_RE: Final = {
+    "eq": re.compile(r"(?:[^\"\\\n]|\\[^\"\n])*+"),
+    "dq": re.compile(r"(?:[^\"\\\n]|\\.)*+"),
+    "sq": re.compile(r"[^'\n]*+"),
+    "bare": re.compile(r"[^\s\"'`,;&<>()\[\]\\]*+"),
+}
 _QUERY_VALUE_RE: Final = re.compile(r"[^&#;\s\"'<>]++")
+_HEADER_VALUE_RE: Final = re.compile(r"[ \t]*(?P<quote>[\"']?)(?P<value>[^\n\"']{0,64})")
+# The rest of a header: to the end of the line, or to the closing quote when it is quoted.
+_UNTIL_QUOTE: Final = {
+    "": re.compile(r"[^\n]*+"),
+    '"': re.compile(r'(?:[^\n"\\]|\\.)*+'),
+    "'": re.compile(r"(?:[^\n'\\]|\\.)*+"),
+}
 _SCHEME_RE: Final = re.compile(r"[ \t]*([\"']?)([A-Za-z][A-Za-z0-9_\-]*)[ \t]+([^\s\"']+)")
 
 
@@ -318,61 +357,62 @@ def _either_case(ch: str) -> set[str]:
     return {ch.lower(), ch.upper()}
 
 
-def _suffix_gate(
+def _ends_with(
     suffixes: Iterable[str], anchor: str, variants: Callable[[str], set[str]] = _either_case
 ) -> str:
-    """A pattern matching ``anchor`` when the text before it ends with one of ``suffixes``.
+    """A pattern matching ``anchor`` when the text up to it ends with one of ``suffixes``.
 
-    The anchor is the pattern's literal prefix (fast to find). A look-behind on the last three
-    characters rejects most positions at once; then one look-behind per suffix length tests
-    the candidates of that length. Inside a look-behind each alternative starts with a literal
-    or a class, which the regex engine rejects in one test. ``variants`` gives the characters
-    a suffix character may appear as in the scanned text (by default: either case).
+    The anchor is the pattern's literal prefix: the regex engine jumps between its occurrences
+    quickly. At each, two one-character look-behinds (the last and the second-to-last character)
+    reject most positions; then one look-behind per suffix length tests the remaining
+    candidates. Inside a look-behind every alternative starts with a literal or a class, which
+    the engine rejects in one test. ``variants`` gives the characters a suffix character may
+    appear as in the scanned text (by default: either case).
     """
 
     def chars(text: str) -> str:
-        out = []
-        for ch in text:
-            allowed = sorted(variants(ch))
-            escaped = "".join(re.escape(c) for c in allowed)
-            out.append(escaped if len(allowed) == 1 else f"[{escaped}]")
-        return "".join(out)
+        return "".join(cls(ch) for ch in text)
 
-    unique = sorted({suffix.lower() for suffix in suffixes})
-    assert all(len(suffix) >= 3 for suffix in unique)
-    by_length: dict[int, list[str]] = {}
+    def cls(*text: str) -> str:
+        allowed = sorted({v for ch in text for v in variants(ch)})
+        escaped = "".join(re.escape(c) for c in allowed)
+        return escaped if len(allowed) == 1 else f"[{escaped}]"
+
+    unique = sorted(set(suffixes))
+    assert all(len(suffix) >= 2 for suffix in unique)
+    by_length: dict[int, set[str]] = {}
     for suffix in unique:
-        by_length.setdefault(len(suffix), []).append(suffix)
+        by_length.setdefault(len(suffix), set()).add(chars(suffix))
     end = re.escape(anchor)
-    tails = "|".join(chars(tail) for tail in sorted({suffix[-3:] for suffix in unique}))
+    last = cls(*(suffix[-1] for suffix in unique))
+    second = cls(*(suffix[-2] for suffix in unique))
     groups = "|".join(
-        f"(?<=(?:{'|'.join(chars(s) for s in group)}){end})"
-        for _, group in sorted(by_length.items())
+        f"(?<=(?:{'|'.join(sorted(group))}){end})" for _, group in sorted(by_length.items())
     )
-    return f"{end}(?<=(?:{tails}){end})(?:{groups})"
+    return f"{end}(?<={last}{end})(?<={second}.{end})(?:{groups})"
 
 
 _ASSIGN_RE: Final = re.compile(
-    _suffix_gate((e + g for e in _ASSIGN_ENDINGS for g in _ASSIGN_GAPS), "="), re.DOTALL
+    _ends_with((e + g for e in _ASSIGN_ENDINGS for g in _ASSIGN_GAPS), "="), re.DOTALL
 )
 
 # Gates. All but one run on a single byte translation of the text, made at C speed, that folds
 # the characters rules hinge on into a few literals: ``:`` becomes ``=`` (both delimiters), ``-``
 # becomes ``_`` (both token separators), every digit becomes 0x01, ``A``, ``B`` and ``J`` (which
 # start or end the case-sensitive formats) become 0x03, and the characters an assignment may
-# have between its keyword and its delimiter (space, tab, quotes, backslash) are deleted. Each
-# gate is then one regex with a literal prefix. Gate patterns are written in ordinary text and
-# passed through the same translation, so they cannot drift from it.
+# have between its keyword and its delimiter (tab, quotes, backslash) become spaces. Each gate
+# is then one regex with a literal prefix. Gate patterns are written in ordinary text and passed
+# through the same translation, so they cannot drift from it.
 _GATE_MAP: Final = bytes(
     0x3D if c == 0x3A else 0x5F if c == 0x2D else 1 if 0x30 <= c <= 0x39 else
-    3 if c in (0x41, 0x42, 0x4A) else 0x78 if c in (1, 3) else c
+    3 if c in (0x41, 0x42, 0x4A) else 0x20 if c in (0x09, 0x22, 0x27, 0x5C) else
+    0x78 if c in (1, 3) else c
     for c in range(256)
 )  # fmt: skip
-_GATE_DELETE: Final = b" \t\"'\\"
 
 
 def _gate_bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass").translate(_GATE_MAP, _GATE_DELETE)
+    return text.encode("utf-8", "surrogatepass").translate(_GATE_MAP)
 
 
 def _gate_text(text: str) -> str:
@@ -383,20 +423,18 @@ def _gate_variants(ch: str) -> set[str]:
     return {_gate_text(v) for v in _either_case(ch)}
 
 
+def _exact_gate_variant(ch: str) -> set[str]:
+    return {_gate_text(ch)}
+
+
 def _gate_regex(pattern: str) -> re.Pattern[bytes]:
     return re.compile(pattern.encode("latin-1"), re.DOTALL)
 
 
-def _after(literals: Iterable[str]) -> str:
-    """Look-behinds, one per length: the (translated) text so far ends with one of ``literals``."""
-    by_length: dict[int, list[str]] = {}
-    for literal in sorted({_gate_text(lit) for lit in literals}):
-        by_length.setdefault(len(literal), []).append(re.escape(literal))
-    return "|".join(f"(?<={'|'.join(group)})" for _, group in sorted(by_length.items()))
-
-
+# The assignment rule allows up to three characters (backslash, quote, space or tab) between
+# keyword and delimiter; once translated they are up to three spaces.
 _ASSIGN_GATE_RE: Final = _gate_regex(
-    _suffix_gate(_ASSIGN_ENDINGS, "=", _gate_variants)
+    _ends_with((e + " " * n for e in _ASSIGN_ENDINGS for n in range(4)), "=", _gate_variants)
     + "|" + re.escape(_gate_text("=//hooks.slack.com/"))
 )  # fmt: skip
 # Provider token prefixes, all ending in ``_`` once translated; checked from that ``_``.
@@ -405,8 +443,7 @@ _TOKEN_PREFIXES: Final = (
     "xoxr-", "xoxs-", "sk-", "rk_live_", "rk_test_", "npm_", "pypi-",
 )  # fmt: skip
 _TOKEN_GATE_RE: Final = _gate_regex(
-    "_(?<=[" + "".join(sorted({re.escape(_gate_text(p)[-2]) for p in _TOKEN_PREFIXES})) + "]_)"
-    "(?:" + _after(_TOKEN_PREFIXES) + ")"
+    _ends_with((p[:-1] for p in _TOKEN_PREFIXES), "_", _exact_gate_variant)
 )
 # Formats that start or end with A, B or J, checked from that letter (0x03 once translated).
 _ABJ_GATE_RE: Final = _gate_regex(
@@ -415,13 +452,14 @@ _ABJ_GATE_RE: Final = _gate_regex(
         re.escape(_gate_text(word)[1:])
         for word in ("AKIA", "ASIA", "ABIA", "ACCA", "AIza", "Bearer", "BEARER", "Basic", "BASIC")
     )
-    + "|EGIN(?<=" + re.escape(_gate_text("-----BEGIN")) + ")|" + _after(("eyJ", "T3BlbkFJ"))
+    + "|EGIN(?<=" + re.escape(_gate_text("-----BEGIN")) + ")|"
+    + _ends_with(("ey", "T3BlbkF"), "\x03", _exact_gate_variant)[1:]
     + ")"
 )  # fmt: skip
-# 13 digits in a row (card groups split by spaces are joined, since spaces are deleted) or two
-# groups of four split by a dash; the precise shapes, issuer digit and Luhn check come later.
+# 13 digits in a row or two groups of four split by a space or dash (a card's first groups);
+# the precise shapes, issuer digit and Luhn check come later.
 _CARD_GATE_RE: Final = _gate_regex(
-    re.escape(_gate_text("0000")) + "(?:" + re.escape(_gate_text("000000000")) + "|_"
+    re.escape(_gate_text("0000")) + "(?:" + re.escape(_gate_text("000000000")) + "|[ _]"
     + re.escape(_gate_text("0000")) + ")"
 )  # fmt: skip
 
@@ -456,7 +494,7 @@ def _families(text: str, first_only: bool) -> int:
         if first_only:
             return _F_AT
         found |= _F_AT
-    if b"\x01\x01\x01\x01" in mapped and _CARD_GATE_RE.search(mapped):
+    if _CARD_GATE_RE.search(mapped):
         found |= _F_CARD
     return found
 
@@ -548,73 +586,69 @@ def _decide_card(m: re.Match[str], text: str) -> _Edit | None:
     return m.start(), m.end(), "card_number"
 
 
-def _keyword_of(ident: str) -> tuple[str, int] | None:
+def _keyword_of(ident: str, reversed_ident: str) -> tuple[str, int] | None:
     """The keyword ``ident`` ends with, lower-cased, and where it starts; None if none does.
 
     The keyword must start a word part (``db_token``, ``dbToken``, ``DB_TOKEN``), except the
     password words, which are unambiguous even run together (``PGPASSWORD``).
     """
-    lowered = ident.lower()
-    found: tuple[str, int] | None = None
-    for keyword in _KEYWORD_ENDINGS:
-        if lowered.endswith(keyword):
-            found = keyword, len(ident) - len(keyword)
-            break
-    else:
-        if lowered.endswith("key"):
-            head = lowered[:-3]
-            sep = head[-1:] if head[-1:] in ("_", ".", "-") else ""
-            head = head[: len(head) - len(sep)]
-            for qualifier in _ASSIGN_KEY_QUALIFIERS:
-                if head.endswith(qualifier):
-                    found = qualifier + sep + "key", len(head) - len(qualifier)
-                    break
+    found = _KEYWORD_REVERSED_RE.match(reversed_ident)
     if found is None:
         return None
-    keyword, start = found
+    keyword = found.group()[::-1].lower()
+    start = len(ident) - len(keyword)
     if keyword in ("password", "passwd", "passphrase") or start == 0:
-        return found
+        return keyword, start
     prev, first = ident[start - 1], ident[start]
-    if not prev.isalnum():
-        return found
-    if first.isupper() and (prev.islower() or prev.isdigit()):
-        return found  # camelCase
-    if prev.isupper() and ident[start:].isupper():
-        return found  # GITHUBTOKEN, OLDPWD
+    if (
+        not prev.isalnum()
+        or (first.isupper() and (prev.islower() or prev.isdigit()))  # camelCase
+        or (prev.isupper() and ident[start:].isupper())  # GITHUBTOKEN, OLDPWD
+    ):
+        return keyword, start
     return None
 
 
-def _header_edit(text: str, start: int, keyword: str) -> _Edit | None:
-    """``Authorization: <scheme> <credentials>`` and ``Cookie: ...`` header lines."""
-    line_end = text.find("\n", start)
-    line_end = len(text) if line_end < 0 else line_end
+def _header_edit(text: str, start: int, keyword: str, outer_quote: str) -> _Edit | None:
+    """``Authorization: <scheme> <credentials>`` and ``Cookie: ...`` header lines.
+
+    A header runs to the end of its line, or to the closing quote when it is quoted (its value,
+    or the whole ``'Authorization: ...'`` as in a ``curl -H`` argument). Acceptance is decided
+    on at most the first 64 characters, and only an accepted header is followed to its end, so
+    that hostile repetition stays linear.
+    """
     if keyword == "authorization":
-        scheme = _SCHEME_RE.match(text, start, line_end)
+        scheme = _SCHEME_RE.match(text, start)
         if scheme is None:
             return None
         name = scheme.group(2).lower()
+        token = scheme.group(3)
         cred_start, cred_end = scheme.span(3)
+        if name in ("bearer", "basic", "token"):
+            credential = len(token) >= 16 or _looks_random(token)
+        else:  # Digest, AWS4-HMAC-SHA256...: parameters or one opaque blob to the header's end
+            credential = "=" in text[cred_start : cred_start + 64] or _looks_random(token)
+        if _is_placeholder(token) or not credential:
+            return None  # "Authorization: required for this endpoint" is prose
         if name not in ("bearer", "basic", "token"):
-            # Digest, AWS4-HMAC-SHA256, ...: parameters run to the end of the header.
-            quote = scheme.group(1)
-            stop = text.find(quote, cred_start, line_end) if quote else -1
-            cred_end = stop if stop >= 0 else line_end
-        cred = text[cred_start:cred_end].rstrip()
-        if _is_placeholder(cred) or not (len(cred) >= 16 or _looks_random(cred)):
-            return None  # "Authorization: the user must log in" is prose
+            rest = _UNTIL_QUOTE[scheme.group(1) or outer_quote].match(text, cred_start)
+            assert rest is not None
+            cred_end = cred_start + len(rest.group().rstrip())
         rule = {"bearer": "bearer_token", "basic": "basic_auth"}.get(name, "keyword_assignment")
-        return cred_start, cred_start + len(cred), rule
-    value = text[start:line_end]
-    stripped = value.lstrip(" \t")
-    offset = start + len(value) - len(stripped)
-    if stripped[:1] in ("'", '"'):
-        close = stripped.find(stripped[0], 1)
-        stripped = stripped[1:close] if close > 0 else stripped[1:]
-        offset += 1
-    stripped = stripped.rstrip()
-    if _is_placeholder(stripped) or not ("=" in stripped or _looks_random(stripped)):
+        return cred_start, cred_end, rule
+    head = _HEADER_VALUE_RE.match(text, start)
+    assert head is not None
+    value = head.group("value")
+    if len(value) < 64:
+        value = value.rstrip()
+        if _is_placeholder(value) or not ("=" in value or _looks_random(value)):
+            return None
+    elif not ("=" in value or _looks_random(value)):
         return None
-    return offset, offset + len(stripped), "keyword_assignment"
+    value_start = head.start("value")
+    rest = _UNTIL_QUOTE[head.group("quote") or outer_quote].match(text, value_start)
+    assert rest is not None
+    return value_start, value_start + len(rest.group().rstrip()), "keyword_assignment"
 
 
 def _decide_assignment(m: re.Match[str], text: str) -> _Edit | None:
@@ -630,9 +664,10 @@ def _decide_assignment(m: re.Match[str], text: str) -> _Edit | None:
     before = _IDENT_BEFORE_RE.match(text[max(0, pos - 134) : pos][::-1])
     if before is None:
         return None
-    ident = before.group(4)[::-1]
+    reversed_ident = before.group(4)
+    ident = reversed_ident[::-1]
     ident_start = pos - len(before.group(0))
-    found = _keyword_of(ident)
+    found = _keyword_of(ident, reversed_ident)
     in_query = (
         ident_start > 0
         and text[ident_start - 1] in "?&#;"
@@ -643,28 +678,22 @@ def _decide_assignment(m: re.Match[str], text: str) -> _Edit | None:
         if found is None and ident.lower() != "key":
             return None
         query_value = _QUERY_VALUE_RE.match(text, value_start)
-        if query_value is None or _is_placeholder(query_value.group()):
+        if query_value is None or _is_placeholder(query_value.group()[:256]):
             return None
         return query_value.start(), query_value.end(), "url_query_secret"
     if found is None:
         return None
     keyword = found[0]
     if keyword in ("authorization", "cookie") and delimiter == ":":
-        return _header_edit(text, value_start, keyword)
+        outer = text[ident_start - 1] if ident_start else ""
+        return _header_edit(text, value_start, keyword, outer if outer in ("'", '"') else "")
     value_match = _VALUE_RE.match(text, value_start)
     if value_match is None:
         return None
-    raw = value_match.group("val")
-    start, end = value_match.span("val")
-    if raw.startswith('\\"'):
-        start, end = start + 2, end - 2
-    elif raw[0] in "\"'":
-        start, end = start + 1, end - 1
-    elif text[end : end + 1] in ("(", "[") or _CODE_REFERENCE_RE.fullmatch(raw):
-        return None  # ``token = make_token()``, ``password = args.password``: code
+    kind = value_match.lastgroup
+    assert kind is not None
+    start, end = value_match.span(kind)
     value = text[start:end]
-    if _is_placeholder(value) or value.lower() == ident.lower():
-        return None
     if _AWS_SECRET_VALUE_RE.fullmatch(value) and _AWS_SECRET_IDENT_RE.fullmatch(ident.lower()):
         return start, end, "aws_secret_key"
     if keyword in _PASSWORD_KEYWORDS:
@@ -672,6 +701,16 @@ def _decide_assignment(m: re.Match[str], text: str) -> _Edit | None:
             return None  # PWD=/home/me is the shell's working directory
     elif not _looks_random(value):
         return None  # ``token: 4096``, ``auth: required``
+    if kind == "bare" and (
+        text[end : end + 1] in ("(", "[") or _CODE_REFERENCE_RE.fullmatch(value)
+    ):
+        return None  # ``token = make_token()``, ``password = args.password``: code
+    if _is_placeholder(value) or value.lower() == ident.lower():
+        return None
+    if end - start == 64:
+        rest = _VALUE_REST_RE[kind].match(text, end)
+        assert rest is not None
+        end = rest.end()
     return start, end, "keyword_assignment"
 
 
@@ -695,7 +734,7 @@ _TEXT_RULES: Final = (
     _TextRule(_F_ABJ, "A", _AWS_GOOGLE_RE, _decide_aws_google),
     _TextRule(_F_TOKEN, "g", _GIT_RE, _decide_git),
     _TextRule(_F_TOKEN, "xox", _SLACK_TOKEN_RE, _decide_slack_token),
-    _TextRule(_F_ASSIGN, "hooks.slack.com/", _SLACK_WEBHOOK_RE, _decide_slack_webhook),
+    _TextRule(_F_ASSIGN, "://hooks.slack.com/", _SLACK_WEBHOOK_RE, _decide_slack_webhook),
     _TextRule(_F_TOKEN, "k_", _STRIPE_RE, _decide_stripe),
     _TextRule(_F_TOKEN, "sk-", _SK_RE, _decide_sk),
     _TextRule(_F_ABJ, "T3BlbkFJ", _OPENAI_MARK_RE, _decide_openai_mark),
@@ -754,7 +793,15 @@ class Redactor:
     on JSON-like input.
     """
 
-    __slots__ = ("_allow_keys", "_allow_values", "_extra_keys", "_extra_rules", "_key_cache")
+    __slots__ = (
+        "_allow_keys",
+        "_allow_values",
+        "_extra_keys",
+        "_extra_rules",
+        "_key_cache",
+        "_min_text",
+        "_safe_keys",
+    )
 
     def __init__(self, policy: RedactionPolicy = RedactionPolicy()) -> None:
         extra_rules: list[tuple[re.Pattern[str], _Decide]] = []
@@ -768,10 +815,13 @@ class Redactor:
             except re.error as exc:
                 raise ValueError(f"redaction rule {name!r}: invalid regex: {exc}") from None
         self._extra_rules = tuple(extra_rules)
+        # Built-in rules need five characters at least; a policy pattern may need fewer.
+        self._min_text = 1 if extra_rules else _MIN_TEXT
         self._extra_keys = tuple(p for p in (key_parts(k) for k in policy.extra_keys) if p)
         self._allow_keys = frozenset(key_parts(k) for k in policy.allow_keys)
         self._allow_values = frozenset(policy.allow_values)
         self._key_cache: dict[object, bool] = {}
+        self._safe_keys: set[object] = set()
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -789,7 +839,10 @@ class Redactor:
             sensitive = _builtin_sensitive(parts)
         if len(self._key_cache) >= _KEY_CACHE_MAX:
             self._key_cache.clear()
+            self._safe_keys.clear()
         self._key_cache[key] = sensitive
+        if not sensitive:
+            self._safe_keys.add(key)
         return sensitive
 
     def _masks(self, value: object) -> bool:
@@ -813,25 +866,38 @@ class Redactor:
 
     # -- text ----------------------------------------------------------------------------------
 
-    def _text_may_fire(self, text: str) -> bool:
-        if _families(text, first_only=True):
+    def _texts_may_fire(self, texts: list[str]) -> bool:
+        if _families(texts[0] if len(texts) == 1 else "\n".join(texts), first_only=True):
             return True
-        return any(regex.search(text) for regex, _ in self._extra_rules)
+        # Per string: a policy pattern may anchor on the start or end of a value.
+        return any(regex.search(t) for regex, _ in self._extra_rules for t in texts)
 
-    def _apply(self, text: str, scanned: str, regex: re.Pattern[str], decide: _Decide) -> _Edits:
-        """The edits ``decide`` picks among the matches of ``regex`` in ``scanned``."""
-        return [e for e in (decide(m, text) for m in regex.finditer(scanned)) if e is not None]
+    def _apply(
+        self, text: str, scanned: str, regex: re.Pattern[str], decide: _Decide, fired: set[str]
+    ) -> str:
+        """Replace by markers the spans ``decide`` picks among the matches of ``regex``.
 
-    def _splice(self, text: str, edits: _Edits, fired: set[str]) -> str:
-        """Replace the edited spans by markers, skipping overlaps, allowed values and markers."""
+        ``scanned`` is ``text`` or a same-length translation of it. Matches inside a span
+        already replaced are skipped before ``decide`` runs, so that work stays linear; spans
+        overlapping an earlier marker or equal to an allowed value are left alone.
+        """
         pieces: list[str] = []
         last = 0
-        protected = [m.span() for m in _MARKER_RE.finditer(text)] if "<redacted:" in text else None
-        for start, end, rule in edits:
+        markers = [m.span() for m in _MARKER_RE.finditer(text)] if "<redacted:" in text else []
+        marker_starts = [start for start, _ in markers]
+        for match in regex.finditer(scanned):
+            if match.start() < last:
+                continue
+            edit = decide(match, text)
+            if edit is None:
+                continue
+            start, end, rule = edit
             if start < last or start >= end:
                 continue
-            if protected and any(s < end and start < e for s, e in protected):
-                continue  # never redact inside an earlier marker: keeps redaction idempotent
+            if markers:
+                i = bisect.bisect_left(marker_starts, end)  # markers starting before the end
+                if i and markers[i - 1][1] > start:
+                    continue  # never redact inside an earlier marker: keeps redaction idempotent
             if self._allow_values and text[start:end] in self._allow_values:
                 continue
             pieces.append(text[last:start])
@@ -845,20 +911,16 @@ class Redactor:
 
     def _redact_plain(self, text: str, fired: set[str]) -> str:
         """The value rules on one string, without the JSON-in-string step."""
-        if len(text) < _MIN_TEXT:
+        if len(text) < self._min_text:
             return text
         families = _families(text, first_only=False)
         if families:
             for rule in _TEXT_RULES:
                 if rule.family & families and rule.need in text:
                     scanned = text.replace(":", "=") if rule.colon_as_equals else text
-                    edits = self._apply(text, scanned, rule.regex, rule.decide)
-                    if edits:
-                        text = self._splice(text, edits, fired)
+                    text = self._apply(text, scanned, rule.regex, rule.decide, fired)
         for regex, decide in self._extra_rules:
-            edits = self._apply(text, text, regex, decide)
-            if edits:
-                text = self._splice(text, edits, fired)
+            text = self._apply(text, text, regex, decide, fired)
         return text
 
     def _redact_str(self, text: str, fired: set[str]) -> str:
@@ -895,47 +957,41 @@ class Redactor:
     def _may_fire(self, root: dict[object, object] | list[object]) -> bool:
         """Check a tree without copying it: could any rule fire anywhere in it?"""
         texts: list[str] = []
+        add = texts.append
         stack: list[object] = [root]
-        cached = self._key_cache.get
+        push = stack.append
+        safe = self._safe_keys
         allow = self._allow_values
+        min_text, json_start, scalars = self._min_text, _JSON_START, _SCALARS
         while stack:
             node = stack.pop()
+            values: Iterable[object]
             if isinstance(node, dict):
-                values: list[object] = []
-                for key, value in node.items():
-                    hit = cached(key)
-                    if hit is None:
-                        hit = self.is_sensitive_key(key)
-                    if not hit:
-                        values.append(value)
-                    elif self._masks(value):
-                        return True
+                if node.keys() <= safe:
+                    values = node.values()  # every key already known harmless: checked in C
+                else:
+                    values = []
+                    for key, value in node.items():
+                        if not self.is_sensitive_key(key):
+                            values.append(value)
+                        elif self._masks(value):
+                            return True
             else:
                 assert isinstance(node, list)
                 values = node
             for value in values:
-                kind = type(value)
-                if kind is str:
-                    assert isinstance(value, str)
-                elif kind in _SCALARS:
-                    continue
-                elif isinstance(value, dict | list):
-                    if value:
-                        stack.append(value)
-                    continue
-                elif not isinstance(value, str):
-                    continue
-                if len(value) < _MIN_TEXT or (allow and value in allow):
-                    continue
-                if value[0] in _JSON_START:
-                    parsed = _json_container(value)
-                    if parsed is not None:
-                        stack.append(parsed)
+                if isinstance(value, str):
+                    if len(value) < min_text or (allow and value in allow):
                         continue
-                texts.append(value)
-        if not texts:
-            return False
-        return self._text_may_fire(texts[0] if len(texts) == 1 else "\n".join(texts))
+                    if value[0] in json_start:
+                        parsed = _json_container(value)
+                        if parsed is not None:
+                            push(parsed)
+                            continue
+                    add(value)
+                elif type(value) not in scalars and isinstance(value, _CONTAINERS) and value:
+                    push(value)
+        return bool(texts) and self._texts_may_fire(texts)
 
     def _redact_tree(self, root: dict[object, object] | list[object], fired: set[str]) -> object:
         """Copy-on-write walk of a container; iterative so that depth never hits a limit."""
@@ -952,7 +1008,7 @@ class Redactor:
                     if not self._masks(value):
                         continue
                     new: object = _SENSITIVE_KEY_MARKER
-                    fired.add(SENSITIVE_KEY)
+                    fired.add(_SENSITIVE_KEY)
                 elif isinstance(value, str):
                     new = self._redact_str(value, fired)
                 elif isinstance(value, dict | list):

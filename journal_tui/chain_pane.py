@@ -1,0 +1,284 @@
+"""The Chain pane: verification with progress, a strip of links with broken ones in red, and
+every break with its code, seq, event id, expected and found values.
+
+A full verification checks every link and every record row; afterwards new events are verified
+incrementally as they arrive (from the last verified seq on), so a live journal always shows its
+current status. Enter on a break opens the event and its neighbours.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, RenderResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import DataTable, ProgressBar, Static
+from textual.worker import get_current_worker
+
+from journal_core import ChainBreak, JournalError, verify_file
+from journal_core.chain import RecordBreak, VerifyReport
+from journal_tui.dialogs import EventDialog
+from journal_tui.render import literal, timestamp
+from journal_tui.source import JournalSource
+from journal_tui.tables import selected_key, sync_table
+
+
+@dataclass(slots=True)
+class ChainState:
+    """What is known about the chain: how far it is verified and what is broken."""
+
+    verified_seq: int = 0
+    head_hash: str | None = None
+    breaks: list[ChainBreak] = field(default_factory=list)
+    record_breaks: list[RecordBreak] = field(default_factory=list)
+    records_checked: int = 0
+    records_purged: int = 0
+    full_at_unix_ms: int | None = None
+    last_rate: float = 0.0
+
+
+class ChainStrip(Widget):
+    """The chain as a strip: each cell stands for a range of seqs, red if a link in it broke."""
+
+    DEFAULT_CSS = """
+    ChainStrip { height: 3; }
+    """
+
+    selected_seq: reactive[int | None] = reactive(None)
+
+    def __init__(self, state: ChainState, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.state = state
+        self.head_seq = 0
+
+    def render(self) -> RenderResult:
+        width = max(10, self.size.width - 2)
+        head = max(self.head_seq, self.state.verified_seq)
+        if head == 0:
+            return Text("the journal is empty", style="dim")
+        per_cell = max(1, -(-head // width))
+        cells = -(-head // per_cell)
+        broken = {item.seq for item in self.state.breaks}
+        broken_cells = {(seq - 1) // per_cell for seq in broken}
+        verified_cells = self.state.verified_seq // per_cell
+        strip = Text(" ", end="")
+        for cell in range(cells):
+            if cell in broken_cells:
+                strip.append("█", style="bold red")
+            elif cell < verified_cells or (cell + 1) * per_cell <= self.state.verified_seq:
+                strip.append("█", style="green")
+            else:
+                strip.append("░", style="dim")
+        marker = Text(" ", end="")
+        if self.selected_seq is not None:
+            position = min(cells - 1, (self.selected_seq - 1) // per_cell)
+            marker.append(" " * position + "▲", style="bold yellow")
+        axis = Text.assemble((f" 1{' ' * max(1, cells - len(str(head)) - 1)}{head}", "dim"), end="")
+        axis.append(f"   one cell = {per_cell:,} event{'s' if per_cell > 1 else ''}", style="dim")
+        return Text("\n").join([strip, marker, axis])
+
+
+class ChainPane(Vertical):
+    """Verification status, progress, the strip and the list of breaks."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("v", "verify", "Verify all")]
+
+    def __init__(self, source: JournalSource) -> None:
+        super().__init__(id="chain-pane")
+        self.source = source
+        self.state = ChainState()
+        self.running = False
+        self.strip = ChainStrip(self.state, id="chain-strip")
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="chain-summary", classes="chain-summary")
+        yield ProgressBar(id="verify-progress", show_eta=False)
+        yield Static("", id="verify-rate", classes="pane-status")
+        yield self.strip
+        breaks: DataTable[Text | str] = DataTable(id="breaks-table", cursor_type="row")
+        yield breaks
+        yield Static("", id="record-breaks", classes="pane-status")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#breaks-table", DataTable)
+        for label, key in (
+            ("Seq", "seq"),
+            ("Code", "code"),
+            ("Event", "event"),
+            ("Expected", "expected"),
+            ("Found", "found"),
+            ("What", "summary"),
+        ):
+            table.add_column(label, key=key)
+        self.action_verify()
+
+    def action_focus_main(self) -> None:
+        """Put the keyboard on the list of breaks."""
+        self.query_one("#breaks-table", DataTable).focus()
+
+    def action_verify(self) -> None:
+        """Verify the whole chain and every record again."""
+        if self.running or not self.source.is_open:
+            return
+        self.state.breaks.clear()
+        self.state.record_breaks.clear()
+        self.state.verified_seq = 0
+        self._verify(1, full=True)
+
+    def reload(self) -> None:
+        """New events arrived: verify just them (once a full verification has run)."""
+        if not self.running and self.state.full_at_unix_ms is not None and self.source.is_open:
+            self._verify(self.state.verified_seq + 1, full=False)
+
+    @work(thread=True, exclusive=True, group="verify")
+    def _verify(self, from_seq: int, *, full: bool) -> None:
+        self.running = True
+        worker = get_current_worker()
+        started = time.perf_counter()
+
+        def progress(checked: int, seq: int) -> None:
+            if not worker.is_cancelled:
+                elapsed = max(1e-6, time.perf_counter() - started)
+                self.app.call_from_thread(self._progress, checked, seq, checked / elapsed)
+
+        try:
+            info, report = verify_file(
+                self.source.path, from_seq=from_seq, progress=progress, records=full
+            )
+        except (JournalError, ValueError) as error:
+            self.app.call_from_thread(self._failed, str(error))
+            return
+        finally:
+            self.running = False
+        del info
+        elapsed = max(1e-6, time.perf_counter() - started)
+        self.app.call_from_thread(self._finished, report, full, report.checked_events / elapsed)
+
+    def _progress(self, checked: int, seq: int, rate: float) -> None:
+        bar = self.query_one("#verify-progress", ProgressBar)
+        strip = self.strip
+        total = max(strip.head_seq, seq, 1)
+        bar.update(total=total, progress=seq)
+        self.query_one("#verify-rate", Static).update(
+            Text(f" verifying: {checked:,} events checked, {rate:,.0f} events/s", style="dim")
+        )
+
+    def _failed(self, message: str) -> None:
+        self.query_one("#chain-summary", Static).update(
+            literal(f"cannot verify: {message}", "bold red")
+        )
+
+    def _finished(self, report: VerifyReport, full: bool, rate: float) -> None:
+        state = self.state
+        if report.last_seq is not None:
+            state.verified_seq = max(state.verified_seq, report.last_seq)
+            state.head_hash = report.head_hash
+        state.breaks.extend(report.breaks)
+        if full:
+            state.record_breaks = list(report.record_breaks)
+            state.records_checked = report.records_checked
+            state.records_purged = report.records_purged
+            state.full_at_unix_ms = time.time_ns() // 1_000_000
+            state.last_rate = rate
+        strip = self.strip
+        strip.head_seq = max(strip.head_seq, state.verified_seq)
+        bar = self.query_one("#verify-progress", ProgressBar)
+        bar.update(total=max(1, state.verified_seq), progress=state.verified_seq)
+        self.query_one("#verify-rate", Static).update(
+            Text(
+                f" last full verification: {state.last_rate:,.0f} events/s;"
+                f" new events are verified as they arrive (v verifies everything again)",
+                style="dim",
+            )
+        )
+        self._show()
+
+    def _show(self) -> None:
+        state = self.state
+        strip = self.strip
+        strip.refresh()
+        broken = len(state.breaks) + len(state.record_breaks)
+        if broken:
+            summary = Text.assemble(
+                (
+                    f" BROKEN: {len(state.breaks)} broken links,"
+                    f" {len(state.record_breaks)} record rows not matching the chain ",
+                    "bold white on red",
+                )
+            )
+        else:
+            summary = Text.assemble((" INTACT ", "bold black on green"))
+        summary.append(f"  verified up to seq {state.verified_seq:,}", style="bold")
+        summary.append(
+            f"  ·  {state.records_checked:,} record rows checked,"
+            f" {state.records_purged:,} purged on purpose"
+            f"  ·  full check at {timestamp(state.full_at_unix_ms)}",
+            style="dim",
+        )
+        if state.head_hash:
+            summary.append(f"\n  head hash {state.head_hash}", style="dim")
+        self.query_one("#chain-summary", Static).update(summary)
+        table = self.query_one("#breaks-table", DataTable)
+        sync_table(
+            table,
+            [(f"{index}:{item.seq}", self._cells(item)) for index, item in enumerate(state.breaks)],
+        )
+        records = Text(
+            f" record rows not matching the chain: {len(state.record_breaks)}",
+            style="bold red" if state.record_breaks else "dim",
+        )
+        for item in state.record_breaks[:20]:
+            records.append("\n  ")
+            records.append_text(
+                literal(
+                    f"{item.table} key {item.key}: {item.code}"
+                    f" (event {item.event_seq}) {item.summary}",
+                    "red",
+                )
+            )
+        self.query_one("#record-breaks", Static).update(records)
+
+    def _cells(self, item: ChainBreak) -> tuple[Text | str, ...]:
+        return (
+            Text(str(item.seq), style="bold red"),
+            Text(item.code.value, style="red"),
+            literal(item.event_id or "-"),
+            literal((item.expected or "-")[:16]),
+            literal((item.found or "-")[:16]),
+            literal(item.summary),
+        )
+
+    def set_head(self, seq: int) -> None:
+        """The journal's head, so the strip shows what is not verified yet."""
+        if seq != self.strip.head_seq:
+            self.strip.head_seq = seq
+            self.strip.refresh()
+
+    @on(DataTable.RowHighlighted, "#breaks-table")
+    def _highlighted(self) -> None:
+        key = selected_key(self.query_one("#breaks-table", DataTable))
+        self.strip.selected_seq = (
+            int(key.split(":")[1]) if key else None
+        )
+
+    @on(DataTable.RowSelected, "#breaks-table")
+    def _open(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        if key:
+            self._show_event(int(key.split(":")[1]))
+
+    @work(group="event")
+    async def _show_event(self, seq: int) -> None:
+        try:
+            events = await self.source.reader.events_after(max(0, seq - 3), limit=5)
+        except JournalError as error:
+            self.app.notify(str(error), severity="error", markup=False)
+            return
+        self.app.push_screen(EventDialog(events, seq))

@@ -1,0 +1,79 @@
+"""Regenerate the SVG screenshots of every screen from a freshly made, seeded demo journal.
+
+    python screenshots/make_screenshots.py
+
+Writes sessions.svg, transcript.svg, jobs.svg, approvals.svg, decision.svg, chain.svg and
+chain-broken.svg next to this script. The chain-broken screen comes from a copy of the journal
+with two events edited in the file, the way an attacker would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from journal_core import Journal  # noqa: E402
+from journal_core.demo import DemoConfig, run_demo  # noqa: E402
+from journal_tui.app import JournalApp  # noqa: E402
+from journal_tui.source import JournalSource  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SIZE = (150, 42)
+
+
+async def make_journal(path: Path) -> None:
+    """A demo journal with pending approvals left open (nobody answered them)."""
+    async with await Journal.open(path) as journal:
+        config = DemoConfig(seed=11, rate=0, agents=6, approval_timeout_s=3_600)
+        await run_demo(journal, config, max_events=2_500)
+
+
+async def shoot(path: Path, name: str, keys: list[str], *, pause: float = 0.6) -> None:
+    source = JournalSource(path, decider="operator@console")
+    await source.open()
+    app = JournalApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(1.0)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause(pause)
+        await pilot.pause(1.0)
+        app.save_screenshot(str(HERE / f"{name}.svg"))
+    print(f"wrote screenshots/{name}.svg")
+
+
+def tamper(path: Path) -> Path:
+    """A copy of the journal with one payload edited and one event deleted behind its back."""
+    broken = path.with_name("broken.db")
+    shutil.copy(path, broken)
+    conn = sqlite3.connect(broken)
+    conn.execute("DROP TRIGGER journal_events_no_update")
+    conn.execute("DROP TRIGGER journal_events_no_delete")
+    conn.execute("UPDATE journal_events SET payload_json = '{\"forged\":true}' WHERE seq = 700")
+    conn.execute("DELETE FROM journal_events WHERE seq = 1800")
+    conn.commit()
+    conn.close()
+    return broken
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "demo.db"
+        await make_journal(path)
+        await shoot(path, "sessions", [])
+        await shoot(path, "transcript", ["down", "down", "enter"])
+        await shoot(path, "jobs", ["2", "down"])
+        await shoot(path, "approvals", ["3"])
+        await shoot(path, "decision", ["3", "a"])
+        await shoot(path, "chain", ["4"], pause=2.0)
+        await shoot(tamper(path), "chain-broken", ["4"], pause=2.0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
