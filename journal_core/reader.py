@@ -22,6 +22,7 @@ import orjson
 
 from journal_core.chain import LINK_COLUMNS, ProgressCallback, Value, VerifyReport, verify_rows
 from journal_core.connection import JournalInfo, describe_sqlite_error, open_reader
+from journal_core.errors import JournalClosedError
 from journal_core.events import actor_name, kind_name
 from journal_core.records import verify_records
 
@@ -201,6 +202,7 @@ class JournalReader:
     def __init__(self, conn: aiosqlite.Connection, info: JournalInfo) -> None:
         self._conn = conn
         self.info = info
+        self._closed = False
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5_000) -> Self:
@@ -232,11 +234,15 @@ class JournalReader:
 
         Applications read through the record modules' functions instead of writing SQL.
         """
+        if self._closed:
+            raise JournalClosedError(f"the reader of {self.info.path} is closed")
         try:
             async with self._conn.execute(query, params) as cursor:
                 return [tuple(row) for row in await cursor.fetchall()]
         except sqlite3.Error as error:
             raise describe_sqlite_error(self.info.path, error) from None
+        except ValueError as error:  # aiosqlite: the connection was closed under the query
+            raise JournalClosedError(f"the reader of {self.info.path} is closed") from error
 
     async def data_version(self) -> int:
         """A number that changes whenever another connection commits to the file."""
@@ -290,8 +296,10 @@ class JournalReader:
         return report
 
     async def close(self) -> None:
-        """Close the connection."""
-        await self._conn.close()
+        """Close the connection. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            await self._conn.close()
 
 
 def _probe(path: str | os.PathLike[str], busy_timeout_ms: int) -> JournalInfo:

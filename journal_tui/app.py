@@ -186,6 +186,7 @@ class JournalApp(App[None]):
         self.approvals.filter_run(run_id)
 
     async def on_unmount(self) -> None:
+        self.workers.cancel_all()
         await self.source.close()
 
 

@@ -230,6 +230,7 @@ class ChainPane(Vertical):
             table,
             [(f"{index}:{item.seq}", self._cells(item)) for index, item in enumerate(state.breaks)],
         )
+        self._highlighted()
         records = Text(
             f" record rows not matching the chain: {len(state.record_breaks)}",
             style="bold red" if state.record_breaks else "dim",
@@ -264,9 +265,7 @@ class ChainPane(Vertical):
     @on(DataTable.RowHighlighted, "#breaks-table")
     def _highlighted(self) -> None:
         key = selected_key(self.query_one("#breaks-table", DataTable))
-        self.strip.selected_seq = (
-            int(key.split(":")[1]) if key else None
-        )
+        self.strip.selected_seq = int(key.split(":")[1]) if key else None
 
     @on(DataTable.RowSelected, "#breaks-table")
     def _open(self, event: DataTable.RowSelected) -> None:

@@ -164,30 +164,35 @@ class JobsPane(Vertical):
             await self._read_output()
 
     async def _read_output(self) -> None:
+        """Bring the output view up to date. State changes only after every read succeeded,
+        so a cancelled read (the cursor moved on) never leaves a mixed view."""
         job_id = selected_key(self.query_one("#jobs-table", DataTable))
         log = self.query_one("#job-output", LineLog)
         reader = self.source.reader
         try:
-            if job_id != self.shown_job:
-                self.shown_job = job_id
+            if job_id is None:
+                self.shown_job = None
                 log.clear()
-                log.follow = True
-                if job_id is None:
-                    return
+            elif job_id != self.shown_job:
                 tail = await read_output_before(reader, job_id)
+                self.shown_job = job_id
                 self.first_seq = tail.first_seq
                 self.at_start = tail.at_start
                 self.last_seq = tail.entries[-1].seq if tail.entries else 0
+                log.follow = True
                 log.set_lines(output_lines(tail.entries))
-            elif job_id is not None:
+            else:
+                fresh: list[TailEntry] = []
+                after = self.last_seq
                 while True:
-                    page = await read_output(
-                        reader, job_id, after_seq=self.last_seq, max_bytes=256 * 1024
-                    )
-                    log.append(output_lines(page.entries))
-                    self.last_seq = page.next_offset
+                    page = await read_output(reader, job_id, after_seq=after, max_bytes=256 * 1024)
+                    fresh.extend(page.entries)
+                    after = page.next_offset
                     if page.eof:
                         break
+                if job_id == self.shown_job and after > self.last_seq:
+                    self.last_seq = after
+                    log.append(output_lines(fresh))
         except JournalError as error:
             self.query_one("#output-status", Static).update(literal(str(error), "bold red"))
             return

@@ -18,20 +18,48 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from journal_core import Journal  # noqa: E402
-from journal_core.demo import DemoConfig, run_demo  # noqa: E402
-from journal_tui.app import JournalApp  # noqa: E402
-from journal_tui.source import JournalSource  # noqa: E402
+from journal_core import Journal, JournalReader
+from journal_core.approvals import request_approval
+from journal_core.demo import DemoConfig, run_demo
+from journal_core.sessions import session_summaries
+from journal_tui.app import JournalApp
+from journal_tui.source import JournalSource
 
 HERE = Path(__file__).resolve().parent
 SIZE = (150, 42)
 
 
 async def make_journal(path: Path) -> None:
-    """A demo journal with pending approvals left open (nobody answered them)."""
+    """A demo journal, then three requests still waiting for a decision (nobody answered)."""
     async with await Journal.open(path) as journal:
-        config = DemoConfig(seed=11, rate=0, agents=6, approval_timeout_s=3_600)
+        config = DemoConfig(seed=11, rate=0, agents=6)
         await run_demo(journal, config, max_events=2_500)
+        async with await JournalReader.open(path) as reader:
+            runs = [s.session.last_run_id for s in await session_summaries(reader, limit=3)]
+        waiting = (
+            ("secret_access", "vault kv get secret/payments-api", "critical", 45),
+            ("tool", "kubectl delete pod api-7d9f -n production", "high", 300),
+            ("tool", "npm publish --tag next", "medium", 900),
+        )
+        for run_id, (subject, command, risk, timeout) in zip(runs, waiting, strict=True):
+            await request_approval(
+                journal,
+                principal="user:ops",
+                device_id="demo-host",
+                subject_type=subject,
+                subject_id=command.split()[0],
+                summary=f"shell: {command}",
+                prompt={
+                    "title": f"Allow {command.split()[0]}?",
+                    "risk_level": risk,
+                    "summary": f"The agent wants to run {command!r}",
+                    "details": {"tool": "shell", "arguments": {"command": command}},
+                    "policy_explanation": f"{risk} risk tools need a human decision",
+                },
+                run_id=run_id,
+                channel="cli",
+                timeout_seconds=timeout,
+            )
 
 
 async def shoot(path: Path, name: str, keys: list[str], *, pause: float = 0.6) -> None:
