@@ -35,7 +35,21 @@ PRODUCERS = 64
 def make_events(count: int, seed: int = 7) -> list[EventInput]:
     """Typical transcript events: ~300 bytes of payload, a few kinds."""
     rng = random.Random(seed)
-    words = ["the", "agent", "reads", "the", "file", "then", "runs", "the", "tests", "and", "reports", "what", "failed"]
+    words = [
+        "the",
+        "agent",
+        "reads",
+        "the",
+        "file",
+        "then",
+        "runs",
+        "the",
+        "tests",
+        "and",
+        "reports",
+        "what",
+        "failed",
+    ]
     session, run = new_ulid(), new_ulid()
     events = []
     for index in range(count):
