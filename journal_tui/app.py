@@ -8,7 +8,6 @@ last one finished, so refreshes never overlap. Live updates can be paused.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,6 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from journal_core import JournalError
+from journal_tui import clock
 from journal_tui.approvals_pane import ApprovalsPane
 from journal_tui.chain_pane import ChainPane
 from journal_tui.dialogs import HelpDialog
@@ -129,7 +129,7 @@ class JournalApp(App[None]):
             self.chain.reload()
 
     def _status(self) -> None:
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         if self.problem:
             text = Text.assemble((" ✖ ", "bold white on red"))
             text.append_text(literal(f" {self.problem}", "bold red"))

@@ -8,7 +8,6 @@ that, never as success.
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -21,9 +20,10 @@ from textual.widgets import DataTable, Static
 from journal_core import JournalError
 from journal_core.approvals import Approval, list_decided, list_pending
 from journal_core.errors import ApprovalAlreadyDecidedError, ApprovalExpiredError
+from journal_tui import clock
 from journal_tui.dialogs import DecisionDialog, DecisionRequest
 from journal_tui.render import (
-    clock,
+    clock_time,
     duration,
     json_lines,
     literal,
@@ -148,7 +148,7 @@ class ApprovalsPane(Vertical):
         if self.run_filter:
             pending = [a for a in pending if a.run_id == self.run_filter]
             decided = [a for a in decided if a.run_id == self.run_filter]
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         self.pending = {approval.approval_id: approval for approval in pending}
         sync_table(
             self.query_one("#pending-table", DataTable),
@@ -171,7 +171,7 @@ class ApprovalsPane(Vertical):
 
     def _history_cells(self, approval: Approval) -> tuple[Text | str, ...]:
         return (
-            clock(approval.resolved_at_unix_ms),
+            clock_time(approval.resolved_at_unix_ms),
             state_text(approval.decision),
             literal(approval.decision_scope or "-"),
             literal(approval.decided_by or "-"),
@@ -183,7 +183,7 @@ class ApprovalsPane(Vertical):
 
     def _tick(self) -> None:
         """Move the countdowns on, without a query."""
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         table = self.query_one("#pending-table", DataTable)
         for key, approval in self.pending.items():
             try:

@@ -24,6 +24,7 @@ from textual.worker import get_current_worker
 
 from journal_core import ChainBreak, JournalError, verify_file
 from journal_core.chain import RecordBreak, VerifyReport
+from journal_tui import clock
 from journal_tui.dialogs import EventDialog
 from journal_tui.render import literal, timestamp
 from journal_tui.source import JournalSource
@@ -185,7 +186,7 @@ class ChainPane(Vertical):
             state.record_breaks = list(report.record_breaks)
             state.records_checked = report.records_checked
             state.records_purged = report.records_purged
-            state.full_at_unix_ms = time.time_ns() // 1_000_000
+            state.full_at_unix_ms = clock.now_ms()
             state.last_rate = rate
         strip = self.strip
         strip.head_seq = max(strip.head_seq, state.verified_seq)

@@ -8,7 +8,6 @@ apart by a gutter mark and colour.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -28,8 +27,9 @@ from journal_core.tool_jobs import (
     read_output,
     read_output_before,
 )
+from journal_tui import clock
 from journal_tui.line_log import LineLog
-from journal_tui.render import clock, duration, literal, literal_line, short_id, state_text
+from journal_tui.render import clock_time, duration, literal, literal_line, short_id, state_text
 from journal_tui.source import JournalSource
 from journal_tui.tables import selected_key, sync_table
 
@@ -129,7 +129,7 @@ class JobsPane(Vertical):
         except JournalError as error:
             self.query_one("#output-status", Static).update(literal(str(error), "bold red"))
             return
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         self.jobs = {job.job_id: job for job in jobs}
         table = self.query_one("#jobs-table", DataTable)
         sync_table(table, [(job.job_id, self._cells(job, now)) for job in jobs])
@@ -143,7 +143,7 @@ class JobsPane(Vertical):
             literal(job.tool_name),
             state_text(job.state),
             f"{job.attempt_count}/{job.max_attempts}",
-            clock(start),
+            clock_time(start),
             duration(None if start is None or end is None else end - start),
             "-"
             if job.exit_code is None

@@ -96,7 +96,7 @@ def parse_json(text: str) -> object:
         return text
 
 
-def clock(unix_ms: int | None) -> str:
+def clock_time(unix_ms: int | None) -> str:
     """``HH:MM:SS.mmm`` (UTC) of a unix-millisecond time, or ``-``."""
     if unix_ms is None:
         return "-"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -14,6 +13,7 @@ from textual.widgets import DataTable, Input, Static
 
 from journal_core import JournalError
 from journal_core.sessions import RUN_STATES, SessionSummary, session_summaries
+from journal_tui import clock
 from journal_tui.render import ago, literal, state_text, timestamp
 from journal_tui.source import JournalSource
 from journal_tui.tables import selected_key, sync_table
@@ -108,7 +108,7 @@ class SessionsPane(Vertical):
         except JournalError as error:
             self.query_one("#sessions-status", Static).update(literal(str(error), "bold red"))
             return
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         self.summaries = {item.session.session_id: item for item in found}
         table = self.query_one("#sessions-table", DataTable)
         sync_table(table, [(item.session.session_id, self._cells(item, now)) for item in found])

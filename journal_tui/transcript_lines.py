@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 
 from journal_core.tape import TapeEntry
-from journal_tui.render import clock, json_lines, literal_line, parse_json, short_id, wrap
+from journal_tui.render import clock_time, json_lines, literal_line, parse_json, short_id, wrap
 
 FOLD_AFTER = 8
 FOLDED_SHOWS = 6
@@ -139,7 +139,7 @@ class TranscriptLayout:
         if block.first_of_run:
             rule = f"── run {block.run_number} · {short_id(block.run_id)} "
             lines.append(Text(rule + "─" * max(0, self.width - len(rule)), style="dim", end=""))
-        header = Text.assemble((f"{clock(block.created_at_unix_ms)}  ", "dim"), end="")
+        header = Text.assemble((f"{clock_time(block.created_at_unix_ms)}  ", "dim"), end="")
         header.append(f" {label} ", style=f"{style} reverse")
         lines.append(header)
         lines.extend(self._body(block))

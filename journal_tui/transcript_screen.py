@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -18,8 +17,9 @@ from journal_core.approvals import Approval, list_for_run
 from journal_core.sessions import Run, get_session, list_runs, run_lifecycle
 from journal_core.tape import TranscriptCursor, session_transcript
 from journal_core.tool_jobs import ToolJob, list_jobs
+from journal_tui import clock
 from journal_tui.line_log import LineLog
-from journal_tui.render import clock, duration, literal, short_id, state_text, timestamp
+from journal_tui.render import clock_time, duration, literal, short_id, state_text, timestamp
 from journal_tui.source import JournalSource
 from journal_tui.tables import selected_key, sync_table
 from journal_tui.transcript_lines import TranscriptLayout
@@ -107,7 +107,7 @@ class TranscriptScreen(Screen[None]):
         )
         self.query_one("#transcript-title", Static).update(title)
         self.runs = {run.run_id: run for run in runs}
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         table = self.query_one("#runs-table", DataTable)
         sync_table(
             table,
@@ -130,7 +130,7 @@ class TranscriptScreen(Screen[None]):
             str(index),
             short_id(run.run_id),
             state_text(run.state),
-            clock(run.started_at_unix_ms or run.created_at_unix_ms),
+            clock_time(run.started_at_unix_ms or run.created_at_unix_ms),
             duration(None if end is None else end - run.created_at_unix_ms),
             f"{run.total_tokens:,}",
         )
@@ -158,7 +158,7 @@ class TranscriptScreen(Screen[None]):
         except JournalError as error:
             details.update(literal(str(error), "bold red"))
             return
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         text = Text.assemble((f"run {run.run_id}  ", "bold"))
         text.append_text(state_text(run.state))
         text.append(f"  origin {run.origin_kind}", style="dim")
@@ -173,7 +173,7 @@ class TranscriptScreen(Screen[None]):
                 else (None if run.state in ("done", "failed", "cancelled") else now)
             )
             spent = duration(None if following is None else following - entry.created_at_unix_ms)
-            text.append(f"  {clock(entry.created_at_unix_ms)} ", style="dim")
+            text.append(f"  {clock_time(entry.created_at_unix_ms)} ", style="dim")
             text.append_text(state_text(entry.to_state))
             text.append(f"  {spent:>8}" if following is not None else "", style="dim")
             if entry.reason:
