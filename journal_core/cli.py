@@ -122,7 +122,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--agents",
         type=int,
         default=None,
-        help="concurrent agents (default 4; 16 when writing flat out with --rate 0)",
+        help="concurrent agents (default 6; 16 when writing flat out with --rate 0)",
     )
     demo.add_argument("--no-ui", action="store_true", help="write without showing anything")
     demo.add_argument(
@@ -420,7 +420,7 @@ async def _demo(args: argparse.Namespace) -> int:
     rate = args.rate if args.rate is not None else (0.0 if args.no_ui and args.events else 40.0)
     if rate < 0:
         raise CliError("--rate must be >= 0")
-    agents = args.agents if args.agents is not None else (16 if rate == 0 else 4)
+    agents = args.agents if args.agents is not None else (16 if rate == 0 else 6)
     if not 1 <= agents <= 64:
         raise CliError("--agents must be between 1 and 64")
     path = Path(args.db) if args.db else default_demo_path()

@@ -212,7 +212,7 @@ class DemoConfig:
     seed: int = 1
     rate: float = 40.0
     agents: int = 4
-    approval_timeout_s: int = 60
+    approval_timeout_s: int = 45
     principal_device: str = "demo-host"
     approver: str = "remote-approver"
 

@@ -1,0 +1,521 @@
+"""Journals for the inspector's screen tests, made through the core API, and helpers to drive it.
+
+``write_showcase`` fills a journal with every kind of content the inspector shows (sessions
+with runs in every state, transcripts with every entry type, tool jobs with stdout and stderr,
+pending and decided approvals); ``write_hostile`` fills one with terminal-hostile text (Rich
+markup, ANSI and OSC escapes, bidi overrides, CR, NUL, DEL) in every field that reaches the
+screen.
+
+``deterministic_core`` makes what the core writes reproducible (ULID randomness, ULID and event
+times, commit times), so a snapshot of the inspector is identical on every run and machine;
+``frozen_inspector`` freezes the clocks the inspector reads while it draws.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
+
+import journal_core.approvals
+import journal_core.events
+import journal_core.ids
+import journal_core.schema
+import journal_core.store
+import journal_tui.chain_pane
+import journal_tui.clock
+from journal_core import Journal
+from journal_core import approvals as approvals_api
+from journal_core import sessions as sessions_api
+from journal_core import tape as tape_api
+from journal_core import tool_jobs as jobs_api
+
+#: 2026-01-01T00:00:00Z: the deterministic journals start here.
+BASE_MS = 1_767_225_600_000
+#: Every read of the fake clock moves it on by this much.
+STEP_MS = 7
+#: What the inspector's clock says in the snapshots: after the last commit of the showcase.
+FROZEN_NOW_MS = BASE_MS + 30_000
+SIZE = (150, 42)
+DECIDER = "tester@host"
+
+ALL_OPTIONS = ["allow_once", "allow_session", "allow_timeboxed", "deny_once"]
+
+#: Text an agent, a tool or a user could send to make a terminal misbehave.
+HOSTILE = (
+    "[bold red]X[/] [link=https://evil]click[/link] \x1b[31mred\x1b[0m \x1b[2J"
+    " \x1b]0;pwned\x07 \x1b]52;c;Y29weQ==\x07 \u202eevil\u202c cr\rlf nul\x00 del\x7f end"
+)
+#: What must appear literally on screen for it.
+HOSTILE_VISIBLE = (
+    "[bold red]X[/]",
+    "[link=https://evil]click[/link]",
+    "\\x1b[31mred",
+    "\\x1b[2J",
+    "\\x1b]0;pwned\\x07",
+    "\\x1b]52;c;Y29weQ==\\x07",
+    "\\u202eevil",
+    "cr\\x0dlf",
+    "nul\\x00",
+    "del\\x7f",
+)
+#: Characters that must never reach the terminal raw.
+RAW_FORBIDDEN = ("\x1b", "\x07", "\r", "\x00", "\x7f", "\u202e", "\u202c")
+
+
+# --- a reproducible core ----------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that moves on by ``STEP_MS`` at every read, from ``BASE_MS`` (thread-safe)."""
+
+    def __init__(self, start_ms: int = BASE_MS, step_ms: int = STEP_MS) -> None:
+        self._next = start_ms
+        self._step = step_ms
+        self._lock = threading.Lock()
+
+    def now_ms(self) -> int:
+        with self._lock:
+            value = self._next
+            self._next += self._step
+            return value
+
+    def time_ns(self) -> int:
+        return self.now_ms() * 1_000_000
+
+    def peek_ms(self) -> int:
+        """The time the next read would return (without moving the clock)."""
+        return self._next
+
+
+class _ModuleProxy:
+    """Stands for a module inside one other module, with some attributes replaced.
+
+    Replacing ``journal_core.ids.os`` (rather than ``os.urandom`` itself) keeps the fake
+    randomness out of everything else in the process (tempfile, asyncio, SQLite's callers).
+    """
+
+    def __init__(self, module: ModuleType, **overrides: Any) -> None:
+        self._module = module
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+@contextlib.contextmanager
+def deterministic_core(seed: int = 2026) -> Iterator[FakeClock]:
+    """While active, the core writes the same rows on every run: seeded ULID randomness, and
+    one fake clock (``FakeClock``) for ULID times, default event times and commit times.
+
+    Writes must be awaited one after another (no concurrent appends), so the clock and the
+    random generator are read in the same order every time.
+    """
+    clock = FakeClock()
+    rng = random.Random(seed)
+    ids = journal_core.ids
+    events = journal_core.events
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ids, "os", _ModuleProxy(ids.os, urandom=rng.randbytes))
+        patch.setattr(ids, "time", _ModuleProxy(ids.time, time_ns=clock.time_ns))
+        patch.setattr(events, "time", _ModuleProxy(events.time, time_ns=clock.time_ns))
+        patch.setattr(journal_core.schema, "now_ms", clock.now_ms)
+        # store (and approvals) import now_ms by name: patch their references too.
+        patch.setattr(journal_core.store, "now_ms", clock.now_ms)
+        patch.setattr(journal_core.approvals, "wall_clock_ms", clock.now_ms)
+        yield clock
+
+
+class _SteppedPerfCounter:
+    """``time.perf_counter`` for the chain pane: 0.5 ms more at every read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reads = 0
+
+    def __call__(self) -> float:
+        with self._lock:
+            self._reads += 1
+            return self._reads * 0.0005
+
+
+@contextlib.contextmanager
+def frozen_inspector(now_ms: int = FROZEN_NOW_MS) -> Iterator[None]:
+    """Freeze what the inspector reads from clocks while it draws.
+
+    - ``journal_tui.clock.now_ms``: countdowns, "3s ago", durations of live runs.
+    - ``journal_core.approvals.wall_clock_ms``: the Approvals pane lists pending requests with
+      ``list_pending(reader)``, which filters expired requests by the *real* wall clock rather
+      than the inspector's clock; without this, the showcase's requests (made at 2026-01-01)
+      would not be pending any more. (Asked the lead to pass ``now_ms=clock.now_ms()``.)
+    - ``journal_tui.chain_pane.time.perf_counter``: the Chain pane shows the events/s of its
+      last full verification, a timing figure. The pane reads ``perf_counter`` at the start, at
+      each progress callback (every 50,000 events and once at the end) and at the finish; a
+      counter that moves 0.5 ms per read makes the shown rate a function of the event count
+      alone (events / 1 ms here), the same on every run.
+    """
+
+    def frozen() -> int:
+        return now_ms
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(journal_tui.clock, "now_ms", frozen)
+        patch.setattr(journal_core.approvals, "wall_clock_ms", frozen)
+        patch.setattr(
+            journal_tui.chain_pane,
+            "time",
+            _ModuleProxy(journal_tui.chain_pane.time, perf_counter=_SteppedPerfCounter()),
+        )
+        yield
+
+
+def dump_rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of the journal at ``path`` (to compare two journals)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                " ORDER BY name"
+            )
+        ]
+        return {
+            table: sorted(conn.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
+            for table in tables
+        }
+    finally:
+        conn.close()
+
+
+# --- the showcase journal ---------------------------------------------------------------------
+
+
+@dataclass
+class Showcase:
+    """The ids of what ``write_showcase`` made, by role."""
+
+    sessions: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)
+    jobs: dict[str, str] = field(default_factory=dict)
+    approvals: dict[str, str] = field(default_factory=dict)
+    titles: dict[str, str] = field(default_factory=dict)
+
+
+LONG_ARGUMENTS = {
+    "command": "helm upgrade payments-api ./charts/payments-api",
+    "namespace": "production",
+    "values": ["values.yaml", "values-production.yaml"],
+    "set": {"image.tag": "2.4.1", "replicaCount": 6, "resources.limits.cpu": "2"},
+    "atomic": True,
+    "wait": True,
+    "timeout": "10m",
+    "history_max": 20,
+    "dry_run": False,
+}
+
+
+async def _session(
+    journal: Journal,
+    show: Showcase,
+    name: str,
+    title: str,
+    *,
+    principal: str = "user:maria",
+    channel: str | None = "slack",
+) -> str:
+    session = await sessions_api.create_session(
+        journal,
+        session_key=f"{channel or 'local'}:{name}",
+        principal=principal,
+        device_id="mbp-maria",
+        channel=channel,
+        label=title,
+    )
+    show.sessions[name] = session.session_id
+    show.titles[name] = title
+    return session.session_id
+
+
+async def _run(
+    journal: Journal, show: Showcase, name: str, session_id: str, *, to: tuple[str, ...] = ()
+) -> str:
+    run = await sessions_api.start_run(journal, session_id)
+    show.runs[name] = run.run_id
+    for state in to:
+        await sessions_api.transition_run(journal, run.run_id, state)
+    return run.run_id
+
+
+async def _job(
+    journal: Journal,
+    show: Showcase,
+    name: str,
+    run_id: str,
+    session_id: str,
+    tool: str,
+    output: list[tuple[str, str]],
+    *,
+    end: str | None,
+    exit_code: int | None = None,
+    error: str | None = None,
+) -> str:
+    job = await jobs_api.create_job(
+        journal,
+        owner_principal="user:maria",
+        device_id="mbp-maria",
+        tool_name=tool,
+        backend="local-sandbox",
+        session_id=session_id,
+        run_id=run_id,
+        command=tool,
+        max_attempts=2,
+        retry_allowed=True,
+    )
+    show.jobs[name] = job.job_id
+    await jobs_api.transition_job(journal, job.job_id, "starting")
+    await jobs_api.transition_job(journal, job.job_id, "running")
+    for stream, line in output:
+        await jobs_api.append_output(journal, job.job_id, stream, line + "\n")
+    if end is not None:
+        await jobs_api.transition_job(journal, job.job_id, end, exit_code=exit_code, error=error)
+    return job.job_id
+
+
+async def _ask(
+    journal: Journal,
+    show: Showcase,
+    name: str,
+    run_id: str,
+    session_id: str,
+    command: str,
+    risk: str,
+    timeout_seconds: int,
+    *,
+    subject: str = "tool",
+) -> approvals_api.Approval:
+    tool = command.split()[0]
+    request = await approvals_api.request_approval(
+        journal,
+        principal="user:maria",
+        device_id="mbp-maria",
+        subject_type=subject,
+        subject_id=tool,
+        summary=f"shell: {command}",
+        prompt={
+            "title": f"Allow {tool}?",
+            "risk_level": risk,
+            "summary": f"The agent wants to run {command!r}",
+            "options": ALL_OPTIONS,
+            "details": {"tool": "shell", "arguments": {"command": command}},
+            "policy_explanation": f"{risk} risk tools need a human decision",
+        },
+        session_id=session_id,
+        run_id=run_id,
+        channel="slack",
+        timeout_seconds=timeout_seconds,
+    )
+    show.approvals[name] = request.approval_id
+    await tape_api.append_entry(
+        journal,
+        run_id,
+        "tool_approval_request",
+        {"approval_id": request.approval_id, "tool": tool, "risk": risk},
+    )
+    return request
+
+
+async def write_showcase(journal: Journal) -> Showcase:
+    """Sessions, runs, transcripts, jobs and approvals: a bit of everything the inspector shows.
+
+    Every write is awaited before the next, so with ``deterministic_core`` the rows are the
+    same on every run. Pending requests expire 2, 10 and 30 minutes after they were made.
+    """
+    show = Showcase()
+    entry = tape_api.append_entry
+
+    # A nightly check, scheduled: done, with a completed job and decided approvals.
+    nightly = await _session(
+        journal, show, "nightly", "Nightly backup check", principal="svc:cron", channel=None
+    )
+    run = await _run(journal, show, "nightly", nightly, to=("accepted", "in_progress"))
+    await entry(journal, run, "status", {"text": "scheduled run", "schedule": "0 3 * * *"})
+    await _job(
+        journal,
+        show,
+        "backup",
+        run,
+        nightly,
+        "restic",
+        [
+            ("stdout", "using parent snapshot 4f2a91c0"),
+            ("stdout", "Files:         212 new,    38 changed, 90211 unmodified"),
+            ("stdout", "snapshot 7d03be11 saved"),
+        ],
+        end="completed",
+        exit_code=0,
+    )
+    for name, command, decision in (
+        ("allowed", "restic forget --keep-daily 7", "allow"),
+        ("denied", "restic prune --max-unused 0", "deny"),
+    ):
+        approval = (await _ask(journal, show, name, run, nightly, command, "medium", 300)).approval_id
+        decided = await approvals_api.decide(
+            journal,
+            approval,
+            decision=decision,
+            scope="once",
+            decided_by="alice@laptop" if decision == "allow" else "bob@desk",
+            channel="slack" if decision == "allow" else "cli",
+            reason=None if decision == "allow" else "not during business hours",
+        )
+        await entry(
+            journal,
+            run,
+            "tool_approval_response",
+            {
+                "approval_id": approval,
+                "decision": decided.decision,
+                "scope": decided.decision_scope,
+                "decided_by": decided.decided_by,
+            },
+        )
+    unanswered = await _ask(
+        journal, show, "timed_out", run, nightly, "restic check --read-data", "high", 1
+    )
+    # Nobody answered within its second: the daemon's sweep records the timeout.
+    await approvals_api.expire_pending(journal, now_ms=unanswered.expires_at_unix_ms)
+    await entry(
+        journal,
+        run,
+        "tool_approval_response",
+        {"approval_id": unanswered.approval_id, "decision": "timeout", "scope": None},
+    )
+    await sessions_api.add_tokens(journal, run, prompt_tokens=410, completion_tokens=96)
+    await sessions_api.transition_run(journal, run, "done", reason="answered")
+
+    # A cancelled clean-up.
+    cleanup = await _session(journal, show, "cleanup", "Clean up old docker images")
+    run = await _run(journal, show, "cleanup", cleanup, to=("accepted", "in_progress"))
+    await entry(journal, run, "message.received", {"text": "Remove images older than 30 days"})
+    await sessions_api.request_cancel(journal, run, "the registry is being migrated")
+    await sessions_api.transition_run(journal, run, "cancelled", reason="cancel requested")
+
+    # A failed credential rotation: last error, a failed job with stderr.
+    rotate = await _session(journal, show, "rotate", "Rotate the read replica credentials")
+    run = await _run(journal, show, "rotate", rotate, to=("accepted", "in_progress"))
+    await entry(journal, run, "message.received", {"text": "Rotate the replica password"})
+    await entry(journal, run, "tool_proposal", {"tool": "psql", "arguments": {"db": "replica"}})
+    await _job(
+        journal,
+        show,
+        "psql",
+        run,
+        rotate,
+        "psql",
+        [
+            ("stdout", "connecting to replica-1.internal:5432"),
+            ("stderr", 'psql: FATAL: password authentication failed for user "replica"'),
+        ],
+        end="failed",
+        exit_code=2,
+        error="psql exited with 2",
+    )
+    await entry(journal, run, "tool_result", {"tool": "psql", "exit_code": 2, "status": "failed"})
+    await sessions_api.add_tokens(journal, run, prompt_tokens=880, completion_tokens=120)
+    await sessions_api.transition_run(
+        journal,
+        run,
+        "failed",
+        error='psql: FATAL: password authentication failed for user "replica"',
+    )
+
+    # A release in progress: a running job with interleaved stdout and stderr, a pending
+    # medium-risk request.
+    release = await _session(journal, show, "release", "Publish release notes for v2.4")
+    run = await _run(journal, show, "release", release, to=("accepted", "in_progress"))
+    await entry(journal, run, "message.received", {"text": "Publish the v2.4 notes"})
+    await _job(
+        journal,
+        show,
+        "build",
+        run,
+        release,
+        "npm",
+        [
+            ("stdout", "> docs@2.4.0 build"),
+            ("stdout", "> vite build --mode production"),
+            ("stderr", "warning: 3 pages have no description"),
+            ("stdout", "✓ 184 modules transformed."),
+            ("stdout", "dist/index.html                  0.46 kB"),
+            ("stderr", "warning: chunk vendor is larger than 500 kB"),
+            ("stdout", "dist/assets/index-4b1c.js      612.20 kB"),
+        ],
+        end=None,
+    )
+    await _ask(journal, show, "medium", run, release, "npm publish --tag next", "medium", 1_800)
+    await entry(journal, run, "status", {"text": "waiting for approval"})
+
+    # The deploy: two runs, every entry type, a long folded argument list, pending requests.
+    deploy = await _session(journal, show, "deploy", "Deploy payments-api to staging")
+    run = await _run(journal, show, "deploy_1", deploy, to=("accepted", "in_progress"))
+    await entry(journal, run, "message.received", {"text": "Deploy payments-api 2.4.1 to staging"})
+    for piece in ("Checking the cluster ", "state first, then I will ", "roll out 2.4.1. "):
+        await entry(journal, run, "model_token", {"text": piece})
+    await entry(
+        journal,
+        run,
+        "tool_proposal",
+        {"tool": "kubectl", "arguments": {"command": "kubectl get pods -n staging"}, "risk": "low"},
+    )
+    await entry(
+        journal,
+        run,
+        "tool_result",
+        {"tool": "kubectl", "exit_code": 0, "output_tail": "api-7d9f   1/1   Running"},
+    )
+    await entry(journal, run, "message.replied", {"text": "Staging runs payments-api 2.4.1."})
+    await sessions_api.add_tokens(journal, run, prompt_tokens=1_200, completion_tokens=340)
+    await sessions_api.transition_run(journal, run, "done", reason="answered")
+
+    run = await _run(journal, show, "deploy_2", deploy, to=("accepted", "in_progress"))
+    await entry(journal, run, "message.received", {"text": "Now roll it out to production"})
+    await entry(journal, run, "status", {"text": "planning the rollout"})
+    for piece in ("Production needs ", "the database secret and a helm upgrade."):
+        await entry(journal, run, "model_token", {"text": piece})
+    await entry(
+        journal, run, "tool_proposal", {"tool": "helm", "arguments": LONG_ARGUMENTS, "risk": "high"}
+    )
+    await _ask(
+        journal,
+        show,
+        "critical",
+        run,
+        deploy,
+        "vault kv get secret/payments-api",
+        "critical",
+        120,
+        subject="secret_access",
+    )
+    await _ask(journal, show, "high", run, deploy, "helm upgrade payments-api", "high", 600)
+    await sessions_api.add_tokens(journal, run, prompt_tokens=2_048, completion_tokens=512)
+
+    # A run that was only just accepted.
+    await _session(journal, show, "vendor", "Draft a reply to the vendor", channel="email")
+    await _run(journal, show, "vendor", show.sessions["vendor"], to=("accepted",))
+
+    # The deploy is the most recently active session: first in the list.
+    await sessions_api.update_session(journal, deploy, auto_title="payments-api rollout")
+    return show
