@@ -26,10 +26,7 @@ import orjson
 
 from journal_core.chain import VerifyReport
 from journal_core.connection import JournalConfig, JournalInfo
-from journal_core.demo import DemoConfig, run_demo
 from journal_core.errors import JournalError, ValidationError
-from journal_core.health import format_health, health_report
-from journal_core.maintenance import backup
 from journal_core.reader import JournalReader, StoredEvent, verify_file
 from journal_core.store import AppendResult, Journal
 from journal_core.terminal_text import printable, safe_json_text
@@ -424,6 +421,8 @@ async def _demo(args: argparse.Namespace) -> int:
     if not 1 <= agents <= 64:
         raise CliError("--agents must be between 1 and 64")
     path = Path(args.db) if args.db else default_demo_path()
+    from journal_core.demo import DemoConfig, run_demo  # loaded only for this command
+
     config = DemoConfig(seed=args.seed, rate=rate, agents=agents)
     started = time.perf_counter()
     async with await Journal.open(path) as journal:
@@ -458,6 +457,8 @@ EXIT_HEALTH_CANNOT = 4
 
 
 async def _health(args: argparse.Namespace) -> int:
+    from journal_core.health import format_health, health_report  # only for this command
+
     try:
         report = await health_report(args.db, write_probe=not args.no_write_probe)
     except JournalError as error:
@@ -473,6 +474,8 @@ async def _health(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
+    from journal_core.maintenance import backup  # only for this command
+
     result = backup(args.db, args.out)
     _write_line(
         sys.stdout,

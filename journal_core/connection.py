@@ -92,6 +92,12 @@ def describe_sqlite_error(path: Path, error: sqlite3.Error) -> JournalError:
         return JournalBusyError(
             f"{path} is locked by another process (wait for it, or raise the busy timeout)"
         )
+    if "could not decode" in lowered:
+        # SQLite's message quotes the undecodable text; never echo stored content.
+        return NotAJournalError(
+            f"{path} has a text column that is not valid UTF-8 (edited outside the journal?);"
+            " run `journal verify` to locate it"
+        )
     if "not a database" in lowered or "malformed" in lowered:
         return NotAJournalError(f"{path} is damaged or not a journal: {message}")
     if "unable to open" in lowered or "readonly" in lowered or "read-only" in lowered:

@@ -214,6 +214,9 @@ class JournalReader:
                 uri, uri=True, isolation_level=None, timeout=busy_timeout_ms / 1000
             )
             await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            # A text column edited outside the journal may hold invalid UTF-8: show it with
+            # replacement characters (verification reads raw bytes and reports the edit).
+            conn.text_factory = _lenient_text
         except sqlite3.Error as error:
             raise describe_sqlite_error(info.path, error) from None
         return cls(conn, info)
@@ -300,6 +303,10 @@ class JournalReader:
         if not self._closed:
             self._closed = True
             await self._conn.close()
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def _probe(path: str | os.PathLike[str], busy_timeout_ms: int) -> JournalInfo:

@@ -425,3 +425,24 @@ def test_full_synchronous_mode_is_selectable(tmp_path: Path) -> None:
     _run(scenario())
     with pytest.raises(ValueError, match="NORMAL or FULL"):
         JournalConfig(synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_reader_survives_text_edited_to_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    _run(_append_all(path, [_event(payload={"text": "secret-looking words"}), _event()]))
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER journal_events_no_update")
+    conn.execute(
+        "UPDATE journal_events SET payload_json = CAST(X'7B2278223A22FF227D' AS TEXT) WHERE seq = 1"
+    )
+    conn.commit()
+    conn.close()
+
+    async def scenario() -> None:
+        async with await JournalReader.open(path) as reader:
+            first = (await reader.events_after(0, 1))[0]
+            assert "\ufffd" in first.payload_json
+
+    _run(scenario())
+    _, report = verify_file(path)
+    assert [(item.code.value, item.seq) for item in report.breaks] == [("hash_mismatch", 1)]
