@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -165,20 +166,8 @@ def open_writer(
             raise JournalIOError(f"cannot create {target}: {error.strerror or error}") from None
         except sqlite3.Error as error:
             raise describe_sqlite_error(target, error) from None
-    try:
-        check_is_sqlite(target)
-    except PermissionError:
-        raise JournalIOError(f"cannot read {target}: permission denied") from None
-    conn: sqlite3.Connection | None = None
-    try:
-        conn = sqlite3.connect(
-            _uri(target, "rw"),
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=config.busy_timeout_ms / 1000,
-        )
-        _apply_common_pragmas(conn, config.busy_timeout_ms)
+
+    def prepare(conn: sqlite3.Connection) -> JournalInfo:
         version = installed_version(conn, target)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -188,16 +177,9 @@ def open_writer(
         conn.execute("PRAGMA secure_delete = ON")
         if version < SCHEMA_VERSION:
             version = migrate(conn, version)
-        info = _info(conn, target, version)
-    except JournalError:
-        if conn is not None:
-            conn.close()
-        raise
-    except sqlite3.Error as error:
-        if conn is not None:
-            conn.close()
-        raise describe_sqlite_error(target, error) from None
-    return conn, info
+        return _info(conn, target, version)
+
+    return _connect(target, "rw", config.busy_timeout_ms, prepare)
 
 
 def open_reader(
@@ -211,6 +193,27 @@ def open_reader(
     target = Path(path).expanduser().absolute()
     if not target.exists():
         raise JournalNotFoundError(f"no journal at {target}")
+
+    def prepare(conn: sqlite3.Connection) -> JournalInfo:
+        info = _info(conn, target, installed_version(conn, target))
+        if raw_text:
+            conn.text_factory = bytes
+        return info
+
+    return _connect(target, "ro", busy_timeout_ms, prepare)
+
+
+def _connect(
+    target: Path,
+    mode: str,
+    busy_timeout_ms: int,
+    prepare: Callable[[sqlite3.Connection], JournalInfo],
+) -> tuple[sqlite3.Connection, JournalInfo]:
+    """Connect to an existing journal file, run ``prepare`` on the connection, map errors.
+
+    The file is checked to be a regular SQLite file before SQLite opens it, so nothing is ever
+    created or changed in a file that is refused. On any failure the connection is closed.
+    """
     try:
         check_is_sqlite(target)
     except PermissionError:
@@ -218,17 +221,14 @@ def open_reader(
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(
-            _uri(target, "ro"),
+            _uri(target, mode),
             uri=True,
             isolation_level=None,
             check_same_thread=False,
             timeout=busy_timeout_ms / 1000,
         )
         _apply_common_pragmas(conn, busy_timeout_ms)
-        version = installed_version(conn, target)
-        info = _info(conn, target, version)
-        if raw_text:
-            conn.text_factory = bytes
+        info = prepare(conn)
     except JournalError:
         if conn is not None:
             conn.close()
