@@ -15,7 +15,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import Button, DataTable, Static
 
 from journal_core import JournalError
 from journal_core.approvals import Approval, list_decided, list_pending
@@ -70,6 +70,11 @@ class ApprovalsPane(Vertical):
             yield queue
             with VerticalScroll(id="approval-details-scroll"):
                 yield Static("", id="approval-details")
+        with Horizontal(id="decision-buttons"):
+            yield Button("Allow once (a)", id="decide-allow_once", variant="success")
+            yield Button("Allow for session (s)", id="decide-allow_session", variant="primary")
+            yield Button("Allow time box (t)", id="decide-allow_timeboxed", variant="primary")
+            yield Button("Deny (d)", id="decide-deny", variant="error")
         yield Static(Text(" decided (newest first)", style="bold"), classes="pane-status")
         history: DataTable[Text | str] = DataTable(
             id="history-table", cursor_type="row", zebra_stripes=True
@@ -100,6 +105,9 @@ class ApprovalsPane(Vertical):
         ):
             history.add_column(label, key=key)
         self._banner()
+        if self.source.read_only:
+            for button in self.query("#decision-buttons Button").results(Button):
+                button.disabled = True
         self.set_interval(1.0, self._tick)
         self.reload()
 
@@ -240,6 +248,11 @@ class ApprovalsPane(Vertical):
             text.append_text(line)
             text.append("\n")
         details.update(text)
+
+    @on(Button.Pressed, "#decision-buttons Button")
+    def _clicked(self, event: Button.Pressed) -> None:
+        if event.button.id:
+            self.action_decide(event.button.id.removeprefix("decide-"))
 
     def action_decide(self, choice: str) -> None:
         """Open the decision dialog for the selected request."""
