@@ -206,16 +206,38 @@ def _check_json_tree(value: object) -> None:
 
 
 def dumps_json(value: object) -> str:
-    """Serialise a JSON tree compactly; integers beyond 64 bits fall back to the stdlib."""
+    """Serialise a JSON tree compactly.
+
+    orjson refuses integers beyond 64 bits and nesting past 254 levels; those fall back to the
+    stdlib, whose output must still be valid UTF-8 (a lone surrogate is refused).
+    """
     try:
         return orjson.dumps(value).decode("utf-8")
     except orjson.JSONEncodeError as error:
-        if "Integer exceeds" not in str(error):
+        message = str(error)
+        if "Integer exceeds" not in message and "Recursion limit" not in message:
             raise ValidationError("payload", f"cannot be serialised as JSON: {error}") from None
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as error:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("payload", "is not valid Unicode (lone surrogate)") from None
+    except (TypeError, ValueError, RecursionError) as error:
         raise ValidationError("payload", f"cannot be serialised as JSON: {error}") from None
+    return text
+
+
+def loads_json(text: str | bytes) -> object:
+    """Parse stored JSON text exactly: integers beyond 64 bits stay integers.
+
+    orjson reads them as floats (losing digits), so text with a run of 19 or more digits goes
+    through the stdlib parser. Raises ``ValueError`` for text that is not JSON.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if _LONG_DIGITS.search(text) is None:
+        return orjson.loads(text)
+    return json.loads(text)
 
 
 def _parse_json_text(text: str) -> tuple[object, bool]:
@@ -267,7 +289,9 @@ def _normalise_payload(payload: object) -> _Payload:
         try:
             size = len(payload.encode("utf-8"))
         except UnicodeEncodeError:
-            return _as_marker("binary_or_non_utf8_payload", len(payload))
+            return _as_marker(
+                "binary_or_non_utf8_payload", len(payload.encode("utf-8", "surrogatepass"))
+            )
         if not payload.strip():
             return _Payload({}, size)
         value, ok = _parse_json_text(payload)

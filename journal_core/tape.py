@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
-
 from journal_core import validate
 from journal_core.errors import RecordNotFoundError, ValidationError
-from journal_core.events import prepare_payload
+from journal_core.events import loads_json, prepare_payload
 from journal_core.reader import JournalReader
 from journal_core.records import TAPE, RecordContext, write_record
 from journal_core.store import Journal, WriteContext
@@ -49,7 +47,7 @@ class TapeEntry:
 
     def payload(self) -> object:
         """The payload parsed from its stored JSON text."""
-        return orjson.loads(self.payload_json)
+        return loads_json(self.payload_json)
 
 
 @dataclass(frozen=True, slots=True)
