@@ -45,11 +45,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from journal_core import EventInput, Journal, new_ulid, verify_file
 
+ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 BATCH = 2_000
 INCREMENT = 1_000
@@ -57,10 +57,44 @@ TARGET_FULL = 0.7
 TARGET_INCREMENTAL = 100.0
 
 _WORDS = (
-    "the agent reads file then runs tests and reports what failed because config changed"
-    " after merge token refresh expiry seconds milliseconds deploy staging rollout health"
-    " checks green build passed review branch commit patch module import error warning"
-).split()
+    "the",
+    "agent",
+    "reads",
+    "file",
+    "then",
+    "runs",
+    "tests",
+    "and",
+    "reports",
+    "what",
+    "failed",
+    "because",
+    "config",
+    "changed",
+    "after",
+    "merge",
+    "token",
+    "refresh",
+    "expiry",
+    "seconds",
+    "milliseconds",
+    "deploy",
+    "staging",
+    "rollout",
+    "health",
+    "checks",
+    "green",
+    "build",
+    "passed",
+    "review",
+    "branch",
+    "commit",
+    "patch",
+    "module",
+    "import",
+    "error",
+    "warning",
+)
 _TOOLS = ("shell", "read_file", "edit_file", "http_get", "search")
 _FILES = ("src/auth/refresh.py", "tests/test_auth.py", "deploy/staging/api.yaml", "README.md")
 
@@ -152,9 +186,30 @@ async def _write(path: Path, count: int, seed: int, progress: bool) -> None:
                 )
 
 
+_COMPANIONS = ("-wal", "-shm", ".key", ".anchors")
+
+
 def journal_files(path: Path) -> list[Path]:
-    """The database file and its WAL / shared-memory companions."""
-    return [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    """The database file, its WAL and shared memory, and the writer's signing key and anchors."""
+    return [path, *(Path(f"{path}{suffix}") for suffix in _COMPANIONS)]
+
+
+def copy_journal(path: Path, target: Path) -> None:
+    """Copy a closed journal and its signing key and anchors (so its writer keeps signing)."""
+    for source, copy in zip(journal_files(path), journal_files(target), strict=True):
+        if source.exists() and not source.name.endswith(("-wal", "-shm")):
+            shutil.copyfile(source, copy)
+
+
+def install(part: Path, path: Path) -> None:
+    """Move a freshly built journal (and its key and anchors, if any) into place."""
+    for suffix in _COMPANIONS:
+        companion = Path(f"{part}{suffix}")
+        if suffix in ("-wal", "-shm"):
+            companion.unlink(missing_ok=True)  # the writer checkpointed (TRUNCATE) on close
+        elif companion.exists():
+            companion.rename(Path(f"{path}{suffix}"))
+    part.rename(path)
 
 
 def ensure_journal(size: int) -> tuple[Path, float]:
@@ -171,9 +226,7 @@ def ensure_journal(size: int) -> tuple[Path, float]:
     started = time.perf_counter()
     asyncio.run(_write(part, size, seed=size, progress=size >= 100_000))
     seconds = time.perf_counter() - started
-    for leftover in journal_files(part)[1:]:
-        leftover.unlink(missing_ok=True)  # the writer checkpointed (TRUNCATE) on close
-    part.rename(path)
+    install(part, path)
     meta.write_text(json.dumps({"events": size, "generation_seconds": seconds}))
     print(f"built {path.name} in {seconds:.1f} s ({size / seconds:,.0f} events/s)", flush=True)
     return path, seconds
@@ -240,15 +293,19 @@ def run_child(*args: str) -> dict[str, object]:
     """Run this script as a child measuring one thing; returns what it printed (JSON)."""
     done = subprocess.run(
         [sys.executable, __file__, "--child", *args],
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
     )
+    if done.returncode != 0:
+        raise SystemExit(f"child {' '.join(args)} failed:\n{done.stderr[-4000:]}")
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def verify_child(path: Path, *, records: bool, from_seq: int = 1, loops: int = 1) -> dict[str, object]:
+def verify_child(
+    path: Path, *, records: bool, from_seq: int = 1, loops: int = 1
+) -> dict[str, object]:
     return run_child("verify", str(path), str(int(records)), str(from_seq), str(loops))
 
 
@@ -288,7 +345,7 @@ def size_per_event(path: Path) -> dict[str, float]:
         ).fetchone()
     finally:
         conn.close()
-    file_bytes = sum(item.stat().st_size for item in journal_files(path) if item.exists())
+    file_bytes = sum(item.stat().st_size for item in journal_files(path)[:2] if item.exists())
     return {
         "events": float(events),
         "file_per_event": file_bytes / events,
@@ -328,7 +385,8 @@ def measure_full(path: Path, repeat: int) -> dict[str, float]:
         scan = run_child("scan", str(path))
         chain = verify_child(path, records=False)
         full = verify_child(path, records=True)
-        assert chain["ok"] and full["ok"], "the benchmark journal must verify"
+        assert chain["ok"], "the benchmark journal must verify"
+        assert full["ok"], "the benchmark journal must verify"
         base_rate = _int(scan, "checked") / _seconds(scan)
         chain_rate = _int(chain, "checked") / _seconds(chain)
         full_rate = _int(full, "checked") / _seconds(full)
@@ -361,7 +419,7 @@ def measure_incremental(path: Path, repeat: int) -> dict[str, float]:
     work = OUT / "incremental-work.db"
     for item in journal_files(work):
         item.unlink(missing_ok=True)
-    shutil.copyfile(path, work)
+    copy_journal(path, work)
     try:
         last_verified = head_seq(work)
         batches = list(event_batches(INCREMENT, seed=4_242))
@@ -375,7 +433,9 @@ def measure_incremental(path: Path, repeat: int) -> dict[str, float]:
             incremental = verify_child(work, records=False, from_seq=last_verified + 1, loops=21)
             full = verify_child(work, records=False)
             with_records = verify_child(work, records=True)
-            assert incremental["ok"] and full["ok"] and with_records["ok"]
+            assert incremental["ok"]
+            assert full["ok"]
+            assert with_records["ok"]
             checked = _int(incremental, "checked")
             increments.append(_seconds(incremental))
             fulls.append(_seconds(full))
@@ -459,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (1 if args.quick else 3)
     demo = args.demo_db or (None if args.quick else OUT / "demo-1000000.db")
 
-    print(f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs")
+    print(
+        f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs"
+    )
     print(f"sizes {', '.join(f'{size:,}' for size in sizes)}; {repeat} run(s), medians")
     journals = {size: ensure_journal(size) for size in sizes}
     for size, (_, seconds) in journals.items():

@@ -25,9 +25,18 @@ from typing import TextIO
 import orjson
 
 from journal_core.chain import VerifyReport
-from journal_core.connection import JournalConfig, JournalInfo
+from journal_core.checkpoints import (
+    AnchorReport,
+    has_checkpoint_tables,
+    journal_keys,
+    load_public_key,
+    rotate_key,
+)
+from journal_core.connection import JournalConfig, JournalInfo, open_reader
 from journal_core.errors import JournalError, ValidationError
-from journal_core.reader import JournalReader, StoredEvent, verify_file
+from journal_core.events import loads_json
+from journal_core.palyra import is_palyra_journal, verify_palyra_file
+from journal_core.reader import JournalReader, StoredEvent, verify_file, verify_with_anchors
 from journal_core.store import AppendResult, Journal
 from journal_core.terminal_text import printable, safe_json_text
 
@@ -74,6 +83,21 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("db")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--from-seq", type=int, default=1, help="verify from this seq on")
+    verify.add_argument(
+        "--anchor",
+        metavar="FILE",
+        help="also check the journal against this anchor file of signed checkpoints",
+    )
+    verify.add_argument(
+        "--pubkey",
+        metavar="KEY",
+        help="the verifier key to trust first (a file or the key text; default: the journal's)",
+    )
+    verify.add_argument(
+        "--incremental",
+        action="store_true",
+        help="verify only the events after the newest trusted signed checkpoint",
+    )
 
     tail = commands.add_parser("tail", help="print the newest events")
     tail.add_argument("db")
@@ -150,6 +174,21 @@ def _build_parser() -> argparse.ArgumentParser:
     backup_parser.add_argument("db")
     backup_parser.add_argument("out", help="the new file (never overwritten)")
 
+    rotate = commands.add_parser(
+        "rotate-key",
+        help="replace the checkpoint signing key (announced by the old key)",
+        description=(
+            "Make a new signing key, announce it in a checkpoint signed by the current key and"
+            " sign from then on with it (docs/checkpoints.md). Prints the new verifier key."
+        ),
+    )
+    rotate.add_argument("db")
+    rotate.add_argument(
+        "--new-key",
+        metavar="PATH",
+        help="write the new private key here (default: replace the key file in place)",
+    )
+
     info = commands.add_parser("info", help="show what identifies a journal")
     info.add_argument("db")
     info.add_argument("--json", action="store_true")
@@ -175,8 +214,8 @@ def _parse_line(raw: bytes) -> dict[str, object]:
     if len(raw) > _MAX_LINE_BYTES:
         raise ValidationError("line", f"is longer than {_MAX_LINE_BYTES} bytes")
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
+        value = loads_json(raw)
+    except (ValueError, RecursionError) as error:
         raise ValidationError("line", f"is not a JSON object ({error})") from None
     if not isinstance(value, dict):
         raise ValidationError("line", f"must be a JSON object, got {type(value).__name__}")
@@ -267,16 +306,76 @@ def _format_report(info: JournalInfo, report: VerifyReport) -> list[str]:
     return lines
 
 
+def _format_anchor_report(anchors: AnchorReport) -> list[str]:
+    status = "consistent" if anchors.ok else "BROKEN"
+    lines = [
+        f"anchors {anchors.anchor_path}: {status}: {anchors.verified_entries} of"
+        f" {anchors.entries} checkpoints verified, newest anchored seq"
+        f" {anchors.latest_anchored_seq if anchors.latest_anchored_seq is not None else '-'}"
+    ]
+    for item in anchors.findings:
+        where = f"seq {item.seq}" if item.seq is not None else "seq -"
+        line = f" line {item.line}" if item.line is not None else ""
+        lines.append(
+            f"  {where}{line} {item.code} expected={item.expected or '-'}"
+            f" found={printable(item.found or '-')}: {item.summary}"
+        )
+    return lines
+
+
 def _verify(args: argparse.Namespace) -> int:
     if args.from_seq < 1:
         raise CliError("--from-seq must be >= 1")
-    info, report = verify_file(args.db, from_seq=args.from_seq)
+    if is_palyra_journal(args.db):
+        return _verify_palyra(args)
+    if args.anchor is not None and (args.from_seq != 1 or args.incremental):
+        raise CliError("--anchor checks the whole journal: drop --from-seq and --incremental")
+    pubkey = load_public_key(args.pubkey) if args.pubkey is not None else None
+    anchors: AnchorReport | None = None
+    if args.anchor is not None:
+        info, report, anchors = verify_with_anchors(args.db, args.anchor, pubkey=pubkey)
+    else:
+        info, report = verify_file(
+            args.db, from_seq=args.from_seq, incremental=args.incremental, pubkey=pubkey
+        )
+    ok = report.ok and (anchors is None or anchors.ok)
     if args.json:
         document = {"journal_id": info.journal_id, "path": str(info.path), **report.to_dict()}
+        if anchors is not None:
+            document["anchors"] = anchors.to_dict()
+            document["status"] = "ok" if ok else "broken"
         _write_json(sys.stdout, document)
     else:
         for line in _format_report(info, report):
             _write_line(sys.stdout, line)
+        if anchors is not None:
+            for line in _format_anchor_report(anchors):
+                _write_line(sys.stdout, line)
+    return EXIT_OK if ok else EXIT_REFUSED
+
+
+def _verify_palyra(args: argparse.Namespace) -> int:
+    """``verify`` of a Palyra journal: its own chain encoding, read-only, no anchors."""
+    if args.anchor is not None or args.incremental or args.from_seq != 1:
+        raise CliError("a Palyra journal has no checkpoints: only a full verify is possible")
+    palyra_info, report = verify_palyra_file(args.db)
+    if args.json:
+        document = {"format": "palyra", "path": str(palyra_info.path), **report.to_dict()}
+        _write_json(sys.stdout, document)
+    else:
+        status = "intact" if report.ok else "BROKEN"
+        _write_line(
+            sys.stdout,
+            f"{palyra_info.path}: Palyra journal (its v1 chain): {status}:"
+            f" {report.checked_events} events checked, {len(report.breaks)} broken links",
+        )
+        for item in report.breaks:
+            _write_line(
+                sys.stdout,
+                f"  seq {item.seq} {item.code.value} event={item.event_id or '-'}"
+                f" expected={item.expected or '-'} found={printable(item.found or '-')}"
+                f": {item.summary}",
+            )
     return EXIT_OK if report.ok else EXIT_REFUSED
 
 
@@ -396,6 +495,7 @@ async def _info(args: argparse.Namespace) -> int:
         "head_seq": head.seq,
         "head_hash": head.hash,
         "bytes": sizes,
+        "public_keys": _public_keys(info.path),
     }
     if args.json:
         _write_json(sys.stdout, document)
@@ -403,6 +503,24 @@ async def _info(args: argparse.Namespace) -> int:
         for key, value in document.items():
             _write_line(sys.stdout, f"{key + ':':<17}{value}")
     return EXIT_OK
+
+
+async def _rotate_key(args: argparse.Namespace) -> int:
+    async with await Journal.open(args.db, create=False) as journal:
+        public = await rotate_key(journal, args.new_key)
+    _write_line(sys.stdout, public.vkey)
+    return EXIT_OK
+
+
+def _public_keys(path: Path) -> list[str]:
+    """The journal's recorded verifier keys, oldest first (the last one signs now)."""
+    conn, _ = open_reader(path)
+    try:
+        if not has_checkpoint_tables(conn):
+            return []
+        return [key.vkey for key, _announced_by in journal_keys(conn)]
+    finally:
+        conn.close()
 
 
 def default_demo_path() -> Path:
@@ -506,6 +624,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_health(args))
         if command == "backup":
             return _backup(args)
+        if command == "rotate-key":
+            return asyncio.run(_rotate_key(args))
         return asyncio.run(_info(args))
     except CliError as error:
         _write_line(sys.stderr, f"journal: {error}")

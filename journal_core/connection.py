@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from journal_core.chain import CHAIN_ALGORITHM
+from journal_core.checkpoints import ensure_journal_key
 from journal_core.errors import (
     JournalBusyError,
     JournalError,
@@ -34,6 +35,7 @@ from journal_core.schema import (
     initialise,
     installed_version,
     migrate,
+    now_ms,
     read_meta,
 )
 
@@ -56,6 +58,14 @@ class JournalConfig:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_batch_events: int = 2_048
     redaction: RedactionPolicy = field(default_factory=RedactionPolicy)
+    # Signed checkpoints (docs/checkpoints.md). The key and the anchor file live outside the
+    # database on purpose: whoever can rewrite the database must not also hold what vouches for
+    # it. None means beside the database: ``<db>.key`` and ``<db>.anchors``.
+    checkpoints: bool = True
+    key_path: str | os.PathLike[str] | None = None
+    anchor_path: str | os.PathLike[str] | None = None
+    checkpoint_every_events: int = 1_000
+    checkpoint_every_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.synchronous not in ("NORMAL", "FULL"):
@@ -68,6 +78,16 @@ class JournalConfig:
             raise ValueError("max_payload_bytes must be between 1 byte and 64 MiB")
         if self.max_batch_events < 1:
             raise ValueError("max_batch_events must be >= 1")
+        if self.checkpoint_every_events < 0 or self.checkpoint_every_s < 0:
+            raise ValueError("checkpoint intervals must be >= 0 (0 disables that trigger)")
+
+    def key_file(self, db: Path) -> Path:
+        """Where the signing key of the journal at ``db`` lives."""
+        return Path(self.key_path) if self.key_path is not None else Path(f"{db}.key")
+
+    def anchor_file(self, db: Path) -> Path:
+        """Where the checkpoints of the journal at ``db`` are anchored."""
+        return Path(self.anchor_path) if self.anchor_path is not None else Path(f"{db}.anchors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +197,16 @@ def open_writer(
         conn.execute("PRAGMA secure_delete = ON")
         if version < SCHEMA_VERSION:
             version = migrate(conn, version)
-        return _info(conn, target, version)
+        info = _info(conn, target, version)
+        if config.checkpoints:
+            # A new journal gets its signing key here; an existing one's is checked.
+            try:
+                ensure_journal_key(conn, info.journal_id, config.key_file(target), now_ms())
+            except OSError as error:
+                raise JournalIOError(
+                    f"cannot create the signing key of {target}: {error.strerror or error}"
+                ) from None
+        return info
 
     return _connect(target, "rw", config.busy_timeout_ms, prepare)
 

@@ -21,9 +21,18 @@ import aiosqlite
 import orjson
 
 from journal_core.chain import LINK_COLUMNS, ProgressCallback, Value, VerifyReport, verify_rows
+from journal_core.checkpoints import (
+    AnchorReport,
+    CheckpointError,
+    PublicKey,
+    default_roots,
+    latest_trusted_checkpoint,
+    read_anchor_file,
+    verify_anchors,
+)
 from journal_core.connection import JournalInfo, describe_sqlite_error, open_reader
 from journal_core.errors import JournalClosedError
-from journal_core.events import actor_name, kind_name
+from journal_core.events import actor_name, kind_name, loads_json
 from journal_core.records import verify_records
 
 _EVENT_COLUMNS = (
@@ -67,7 +76,7 @@ class StoredEvent:
 
     def payload(self) -> object:
         """The payload parsed from its stored JSON text."""
-        return orjson.loads(self.payload_json)
+        return loads_json(self.payload_json)
 
     def to_dict(self) -> dict[str, object]:
         """Every stored column, with the payload as its exact stored JSON text."""
@@ -155,21 +164,38 @@ def verify_file(
     from_seq: int = 1,
     progress: ProgressCallback | None = None,
     busy_timeout_ms: int = 5_000,
-    records: bool = True,
+    records: bool | None = None,
+    incremental: bool = False,
+    pubkey: PublicKey | None = None,
 ) -> tuple[JournalInfo, VerifyReport]:
     """Verify the journal at ``path`` (read-only): its chain, then its record tables.
 
     The chain is streamed in seq pages, so memory stays bounded. The upper bound is the head at
     the start, so verifying a live journal terminates; events appended meanwhile are left for the
-    next run. With ``records``, every record row is checked against the chain
-    (:func:`journal_core.records.verify_records`).
+    next run. With ``records`` (the default for a full verify), every record row is checked
+    against the chain (:func:`journal_core.records.verify_records`).
+
+    With ``incremental``, verification starts at the newest stored checkpoint that a trusted key
+    signed (``pubkey``, else the key beside the file, else the journal's first key) and whose
+    hash matches the stored row at its seq: that row's link is re-checked, then only the events
+    after it (``scope`` is then ``incremental`` and ``from_seq`` the checkpoint's seq). Without
+    such a checkpoint it verifies everything. See ``docs/checkpoints.md`` for what this trusts.
     """
     if from_seq < 1:
         raise ValueError("from_seq must be >= 1")
+    if records is None:
+        records = not incremental
     conn, info = open_reader(path, busy_timeout_ms=busy_timeout_ms, raw_text=True)
     try:
         head = conn.execute("SELECT MAX(seq) FROM journal_events").fetchone()[0]
         to_seq = int(head or 0)
+        trusted = None
+        if incremental:
+            roots = default_roots(conn, info.path, pubkey, local_key=True)
+            # Only a checkpoint at or below the head read above (a live writer goes on).
+            trusted = latest_trusted_checkpoint(conn, info.journal_id, roots, to_seq)
+            if trusted is not None:
+                from_seq = max(from_seq, trusted.checkpoint.seq)
         anchor: str | None = None
         if from_seq > 1:
             row = conn.execute(
@@ -183,6 +209,8 @@ def verify_file(
             anchor_hash=anchor,
             progress=progress,
         )
+        if trusted is not None:
+            report.scope = "incremental"
         if records and info.schema_version >= 2:
             conn.text_factory = str
             records_report = verify_records(conn, to_seq)
@@ -194,6 +222,37 @@ def verify_file(
     finally:
         conn.close()
     return info, report
+
+
+def verify_with_anchors(
+    path: str | os.PathLike[str],
+    anchor_path: str | os.PathLike[str],
+    *,
+    pubkey: PublicKey | None = None,
+    busy_timeout_ms: int = 5_000,
+    records: bool = True,
+) -> tuple[JournalInfo, VerifyReport, AnchorReport]:
+    """Verify the journal's chain and records, then check it against the anchor file.
+
+    Raises :class:`~journal_core.checkpoints.CheckpointError` when the anchor file cannot be
+    read or no key to start from is known (the journal cannot be verified against it).
+    """
+    anchor = Path(anchor_path)
+    entries = read_anchor_file(anchor)
+    info, report = verify_file(path, busy_timeout_ms=busy_timeout_ms, records=records)
+    conn, _ = open_reader(path, busy_timeout_ms=busy_timeout_ms)
+    try:
+        roots = default_roots(conn, info.path, pubkey)
+        if not roots:
+            raise CheckpointError(
+                f"{info.path} records no signing key; pass the verifier key with --pubkey"
+            )
+        anchors = verify_anchors(conn, info.journal_id, entries, roots, anchor_path=str(anchor))
+    except sqlite3.Error as error:
+        raise describe_sqlite_error(info.path, error) from None
+    finally:
+        conn.close()
+    return info, report, anchors
 
 
 class JournalReader:

@@ -319,6 +319,33 @@ CREATE INDEX journal_events_created ON journal_events (created_at_unix_ms);
         )
         + _TAIL_ENTRIES_GUARD,
     ),
+    # Signed checkpoints (docs/checkpoints.md): the public keys that sign them, and every
+    # checkpoint the writer made. The private key never enters the database.
+    Migration(
+        3,
+        "checkpoints",
+        """
+CREATE TABLE journal_keys (
+    key_id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    vkey TEXT NOT NULL UNIQUE,
+    announced_by TEXT,
+    created_at_unix_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE journal_checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL,
+    head_hash TEXT NOT NULL,
+    time_unix_ms INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    note TEXT NOT NULL
+) STRICT;
+CREATE INDEX journal_checkpoints_seq ON journal_checkpoints (seq);
+"""
+        + "".join(
+            _APPEND_ONLY.format(table=table) for table in ("journal_keys", "journal_checkpoints")
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
 from journal_core.chain import genesis_prev_hash, link_hash
+from journal_core.checkpoints import open_checkpointer
 from journal_core.connection import (
     JournalConfig,
     JournalInfo,
@@ -127,6 +128,8 @@ class _Writer:
         self.genesis = genesis_prev_hash(info.journal_id)
         self.seq = 0
         self.prev_hash = self.genesis
+        # Signed checkpoints (docs/checkpoints.md), made on this thread around COMMIT.
+        self.checkpointer = open_checkpointer(conn, info, config)
 
     def begin(self) -> None:
         """Take the write lock, retrying past the busy timeout until ``lock_timeout_s``."""
@@ -241,12 +244,29 @@ class _Writer:
                 self._flush(pending_rows)
                 outcomes.append(self._isolated(unit, created))
             self._flush(pending_rows)
+            if self.checkpointer is not None:
+                self.checkpointer.before_commit(self.conn, head_seq_hint=self.seq)
             self.conn.execute("COMMIT")
         except BaseException:
+            if self.checkpointer is not None:
+                self.checkpointer.discard()
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
             raise
+        if self.checkpointer is not None:
+            self.checkpointer.after_commit()
         return outcomes
+
+    def idle_timeout(self) -> float | None:
+        """How long the writer thread may wait for work before a checkpoint is due."""
+        if self.checkpointer is None:
+            return None
+        return self.checkpointer.idle_timeout(self.seq)
+
+    def checkpoint_now(self) -> None:
+        """Sign the head if it moved since the last checkpoint (on close, or when idle)."""
+        if self.checkpointer is not None:
+            self.checkpointer.checkpoint_now(self.conn, self.begin)
 
     def _flush(self, rows: list[tuple[object, ...]]) -> None:
         if not rows:
@@ -278,6 +298,7 @@ class _Writer:
         return result
 
     def close(self) -> None:
+        self.checkpoint_now()
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
@@ -388,7 +409,11 @@ class Journal:
         limit = self.config.max_batch_events
         stop = False
         while not stop:
-            first = self._inbox.get()
+            try:
+                first = self._inbox.get(timeout=self._writer.idle_timeout())
+            except queue.Empty:
+                self._writer.checkpoint_now()  # idle past the checkpoint interval
+                continue
             if first is _STOP:
                 break
             batch: list[_Unit[Any]] = [first]  # type: ignore[list-item]

@@ -9,7 +9,8 @@ from journal_core.errors import ValidationError
 from journal_core.ids import normalize_ulid
 
 MAX_IDENTITY_BYTES = 256
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Control characters, and the bidirectional overrides that reorder what a terminal shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def ulid(field: str, value: object) -> str:
@@ -42,7 +43,7 @@ def identity(field: str, value: object, *, max_bytes: int = MAX_IDENTITY_BYTES) 
     if size > max_bytes:
         raise ValidationError(field, f"is {size} bytes; the limit is {max_bytes}")
     if _CONTROL.search(value):
-        raise ValidationError(field, "must not contain control characters")
+        raise ValidationError(field, "must not contain control or bidirectional characters")
     return value
 
 

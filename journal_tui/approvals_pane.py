@@ -148,7 +148,7 @@ class ApprovalsPane(Vertical):
             return
         reader = self.source.reader
         try:
-            pending = await list_pending(reader)
+            pending = await list_pending(reader, now_ms=clock.now_ms())
             decided = await list_decided(reader, limit=200)
         except JournalError as error:
             self.query_one("#approvals-result", Static).update(literal(str(error), "bold red"))

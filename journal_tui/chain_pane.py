@@ -81,8 +81,14 @@ class ChainStrip(Widget):
         if self.selected_seq is not None:
             position = min(cells - 1, (self.selected_seq - 1) // per_cell)
             marker.append(" " * position + "▲", style="bold yellow")
-        axis = Text.assemble((f" 1{' ' * max(1, cells - len(str(head)) - 1)}{head}", "dim"), end="")
-        axis.append(f"   one cell = {per_cell:,} event{'s' if per_cell > 1 else ''}", style="dim")
+        legend = f"one cell = {per_cell:,} event{'s' if per_cell > 1 else ''}"
+        gap = max(2, cells - len(str(head)) - 1 - len(legend))
+        axis = Text.assemble(
+            (f" 1{' ' * (gap // 2)}", "dim"),
+            (legend, "dim italic"),
+            (f"{' ' * (gap - gap // 2)}{head}", "dim"),
+            end="",
+        )
         return Text("\n").join([strip, marker, axis])
 
 

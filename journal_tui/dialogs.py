@@ -176,8 +176,16 @@ class EventDialog(ModalScreen[None]):
                         )
                     )
                 for event in self.events:
-                    yield Static(self._describe(event), classes="event-card")
+                    card = Static(self._describe(event), classes="event-card")
+                    if event.seq == self.focus_seq:
+                        card.id = "focused-event"
+                    yield card
             yield Button("Close", id="close")
+
+    def on_mount(self) -> None:
+        """Bring the broken link's card into view."""
+        for card in self.query("#focused-event"):
+            self.call_after_refresh(card.scroll_visible, animate=False, top=True)
 
     def _describe(self, event: StoredEvent) -> Text:
         focus = event.seq == self.focus_seq

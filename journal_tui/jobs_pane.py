@@ -18,7 +18,6 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from journal_core import JournalError
-from journal_core.terminal_text import printable
 from journal_core.tool_jobs import (
     FINAL_STATES,
     TailEntry,
@@ -45,7 +44,7 @@ def output_lines(entries: tuple[TailEntry, ...] | list[TailEntry]) -> list[Text]
         chunk = entry.chunk[:-1] if entry.chunk.endswith("\n") else entry.chunk
         for raw in chunk.split("\n"):
             line = Text.assemble((f"{mark} ", style or "dim"), end="")
-            line.append_text(literal_line(printable(raw), style or None))
+            line.append_text(literal_line(raw, style or None))
             lines.append(line)
     return lines
 

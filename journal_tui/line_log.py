@@ -138,8 +138,17 @@ class LineLog(ScrollView, can_focus=True):
     def _changed(self, *, scroll_end: bool) -> None:
         self.virtual_size = Size(self._width, len(self._lines))
         if scroll_end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._to_end()
         self.refresh()
+
+    def _to_end(self) -> None:
+        # force: the scrollbar may not exist until the next layout (or the tab is hidden yet).
+        self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+
+    def on_resize(self) -> None:
+        """Stay at the end while following, whatever the new size."""
+        if self.follow:
+            self.call_after_refresh(self._to_end)
 
     def render_line(self, y: int) -> Strip:
         """Render one row of the view (only rows on screen are ever rendered)."""
@@ -164,7 +173,7 @@ class LineLog(ScrollView, can_focus=True):
         """Tell the screen, so it can say "paused"."""
         if follow:
             self.unseen = 0
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._to_end()
         self.post_message(self.FollowChanged(self, follow))
 
     def _pause(self) -> None:

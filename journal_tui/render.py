@@ -65,9 +65,9 @@ def wrap(text: str, width: int, style: Style | str | None = None, indent: str = 
     return lines
 
 
-def literal_line(shown: str, style: Style | str | None = None) -> Text:
-    """An already-made-safe string as a styled Text line, with redactions marked."""
-    result = Text(shown, style=style or "", no_wrap=True, end="")
+def literal_line(text: str, style: Style | str | None = None) -> Text:
+    """A string as one styled Text line, control characters made visible, redactions marked."""
+    result = Text(printable(text), style=style or "", no_wrap=True, end="")
     return mark_redactions(result)
 
 

@@ -59,15 +59,16 @@ class TranscriptScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        for label, key in (
-            ("#", "n"),
-            ("Run", "run"),
-            ("State", "state"),
-            ("Started", "started"),
-            ("Took", "took"),
-            ("Tokens", "tokens"),
+        # Fixed widths: the table sits beside the run details and must not jump as rows come.
+        for label, key, width in (
+            ("#", "n", 2),
+            ("Run", "run", 8),
+            ("State", "state", 11),
+            ("Started", "started", 12),
+            ("Took", "took", 7),
+            ("Tokens", "tokens", 8),
         ):
-            table.add_column(label, key=key)
+            table.add_column(label, key=key, width=width)
         self.transcript.width = max(40, self.size.width - 4)
         self.refresh_data()
         self.query_one("#transcript-log", LineLog).focus()
@@ -101,9 +102,11 @@ class TranscriptScreen(Screen[None]):
             return
         title = Text.assemble(("Session ", "dim"))
         title.append_text(literal(session.title, "bold"))
-        title.append(f"   {session.session_key}", style="dim")
-        title.append(
-            f"   {session.principal} · {session.device_id} · {session.channel or '-'}", style="dim"
+        title.append("   ")
+        title.append_text(literal(session.session_key, "dim"))
+        title.append("   ")
+        title.append_text(
+            literal(f"{session.principal} · {session.device_id} · {session.channel or '-'}", "dim")
         )
         self.query_one("#transcript-title", Static).update(title)
         self.runs = {run.run_id: run for run in runs}

@@ -132,7 +132,13 @@ def test_backup_refuses_to_overwrite(tmp_path: Path) -> None:
     assert caught.value.out == str(out.absolute())
     assert str(out) in str(caught.value)
     assert out.read_bytes() == b"precious"
-    assert sorted(item.name for item in tmp_path.iterdir()) == ["copy.db", "journal.db"]
+    # Nothing beside the refused target: only the journal, its key and anchor files, the target.
+    assert sorted(item.name for item in tmp_path.iterdir()) == [
+        "copy.db",
+        "journal.db",
+        "journal.db.anchors",
+        "journal.db.key",
+    ]
 
 
 def test_backup_refuses_a_non_journal_and_bad_step(tmp_path: Path) -> None:

@@ -114,6 +114,7 @@ def test_journal_identity_cannot_be_updated(tmp_path: Path) -> None:
         ({"principal": ""}, "principal"),
         ({"principal": "x" * 257}, "principal"),
         ({"principal": "evil\x1b[31m"}, "principal"),
+        ({"device_id": "laptop\u202eevil"}, "device_id"),
         ({"device_id": None}, "device_id"),
         ({"channel": 7}, "channel"),
         ({"channel": "bad\nchannel"}, "channel"),

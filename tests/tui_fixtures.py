@@ -6,8 +6,9 @@ pending and decided approvals); ``write_hostile`` fills one with terminal-hostil
 markup, ANSI and OSC escapes, bidi overrides, CR, NUL, DEL) in every field that reaches the
 screen.
 
-``deterministic_core`` makes what the core writes reproducible (ULID randomness, ULID and event
-times, commit times), so a snapshot of the inspector is identical on every run and machine;
+``deterministic_core`` makes what the core writes reproducible (ULID randomness, ULID, event,
+commit and checkpoint times, the checkpoint signing key), so a snapshot of the inspector is
+identical on every run and machine;
 ``frozen_inspector`` freezes the clocks the inspector reads while it draws.
 """
 
@@ -15,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import hashlib
+import os
 import sqlite3
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +29,18 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
+from textual.worker import WorkerState
 
 import journal_core.approvals
-import journal_core.events
-import journal_core.ids
 import journal_core.schema
 import journal_core.store
 import journal_tui.chain_pane
 import journal_tui.clock
-from journal_core import Journal
+from journal_core import Journal, checkpoints
 from journal_core import approvals as approvals_api
 from journal_core import sessions as sessions_api
 from journal_core import tape as tape_api
@@ -44,7 +48,7 @@ from journal_core import tool_jobs as jobs_api
 
 #: 2026-01-01T00:00:00Z: the deterministic journals start here.
 BASE_MS = 1_767_225_600_000
-#: Every read of the fake clock moves it on by this much.
+#: Every commit moves the fake clock on by this much.
 STEP_MS = 7
 #: What the inspector's clock says in the snapshots: after the last commit of the showcase.
 FROZEN_NOW_MS = BASE_MS + 30_000
@@ -79,25 +83,47 @@ RAW_FORBIDDEN = ("\x1b", "\x07", "\r", "\x00", "\x7f", "\u202e", "\u202c")
 
 
 class FakeClock:
-    """A clock that moves on by ``STEP_MS`` at every read, from ``BASE_MS`` (thread-safe)."""
+    """A clock for the core that moves only when the writer commits, and the randomness of ids.
 
-    def __init__(self, start_ms: int = BASE_MS, step_ms: int = STEP_MS) -> None:
-        self._next = start_ms
+    ``commit_ms`` (the writer's commit time) moves it on by ``STEP_MS``; every other read
+    (``now_ms``, ``time_ns``: ULID times, default event times, key and checkpoint times) gets
+    the current value without moving it. ``urandom`` derives its bytes from the seed, the
+    current time and how many were asked for at that time. So the rows written depend on the
+    commits made, not on how often the core reads the clock or draws random bytes inside one
+    write: a change in the core's internals does not shift every later id and time (and every
+    snapshot with them). Thread-safe.
+    """
+
+    def __init__(self, seed: int, start_ms: int = BASE_MS, step_ms: int = STEP_MS) -> None:
+        self._seed = seed
+        self._now = start_ms
         self._step = step_ms
+        self._draws = 0
         self._lock = threading.Lock()
+
+    def commit_ms(self) -> int:
+        with self._lock:
+            self._now += self._step
+            self._draws = 0
+            return self._now
 
     def now_ms(self) -> int:
         with self._lock:
-            value = self._next
-            self._next += self._step
-            return value
+            return self._now
 
     def time_ns(self) -> int:
         return self.now_ms() * 1_000_000
 
-    def peek_ms(self) -> int:
-        """The time the next read would return (without moving the clock)."""
-        return self._next
+    def urandom(self, size: int) -> bytes:
+        with self._lock:
+            self._draws += 1
+            material = f"{self._seed}:{self._now}:{self._draws}".encode()
+        out = b""
+        block = 0
+        while len(out) < size:
+            out += hashlib.sha256(material + block.to_bytes(4, "big")).digest()
+            block += 1
+        return out[:size]
 
 
 class _ModuleProxy:
@@ -115,26 +141,44 @@ class _ModuleProxy:
         return getattr(self._module, name)
 
 
+def _core_modules() -> list[ModuleType]:
+    return [
+        module
+        for name, module in sorted(sys.modules.items())
+        if (name == "journal_core" or name.startswith("journal_core.")) and module is not None
+    ]
+
+
 @contextlib.contextmanager
 def deterministic_core(seed: int = 2026) -> Iterator[FakeClock]:
-    """While active, the core writes the same rows on every run: seeded ULID randomness, and
-    one fake clock (``FakeClock``) for ULID times, default event times and commit times.
+    """While active, the core writes the same rows on every run (see ``FakeClock``).
 
-    Writes must be awaited one after another (no concurrent appends), so the clock and the
-    random generator are read in the same order every time.
+    In every loaded ``journal_core`` module: ``now_ms``, under any name it was imported as,
+    reads the fake clock (the store's, the commit time, moves it); ``time.time_ns`` reads it;
+    ``os.urandom`` (ULID randomness, hence the journal id and every id) draws from it; and the
+    checkpoints' signing key is made from it. Module references are replaced (not
+    ``os.urandom`` or ``time.time_ns`` themselves), so nothing else in the process is affected.
+
+    Writes must be awaited one after another (no concurrent appends).
     """
-    clock = FakeClock()
-    rng = random.Random(seed)
-    ids = journal_core.ids
-    events = journal_core.events
+    clock = FakeClock(seed)
+    wall_clock = journal_core.schema.now_ms
+
+    def seeded_key(name: str) -> checkpoints.SigningKey:
+        return checkpoints.SigningKey(name, Ed25519PrivateKey.from_private_bytes(clock.urandom(32)))
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ids, "os", _ModuleProxy(ids.os, urandom=rng.randbytes))
-        patch.setattr(ids, "time", _ModuleProxy(ids.time, time_ns=clock.time_ns))
-        patch.setattr(events, "time", _ModuleProxy(events.time, time_ns=clock.time_ns))
-        patch.setattr(journal_core.schema, "now_ms", clock.now_ms)
-        # store (and approvals) import now_ms by name: patch their references too.
-        patch.setattr(journal_core.store, "now_ms", clock.now_ms)
-        patch.setattr(journal_core.approvals, "wall_clock_ms", clock.now_ms)
+        for module in _core_modules():
+            for attribute, value in list(vars(module).items()):
+                if value is wall_clock:
+                    patch.setattr(module, attribute, clock.now_ms)
+                elif value is time:
+                    patch.setattr(module, attribute, _ModuleProxy(time, time_ns=clock.time_ns))
+                elif value is os:
+                    patch.setattr(module, attribute, _ModuleProxy(os, urandom=clock.urandom))
+        # The writer reads the time once per commit (store imports now_ms by name).
+        patch.setattr(journal_core.store, "now_ms", clock.commit_ms)
+        patch.setattr(checkpoints, "generate_key", seeded_key)
         yield clock
 
 
@@ -306,7 +350,7 @@ async def _ask(
     *,
     subject: str = "tool",
 ) -> approvals_api.Approval:
-    tool = command.split()[0]
+    tool = command.split(maxsplit=1)[0]
     request = await approvals_api.request_approval(
         journal,
         principal="user:maria",
@@ -371,7 +415,9 @@ async def write_showcase(journal: Journal) -> Showcase:
         ("allowed", "restic forget --keep-daily 7", "allow"),
         ("denied", "restic prune --max-unused 0", "deny"),
     ):
-        approval = (await _ask(journal, show, name, run, nightly, command, "medium", 300)).approval_id
+        approval = (
+            await _ask(journal, show, name, run, nightly, command, "medium", 300)
+        ).approval_id
         decided = await approvals_api.decide(
             journal,
             approval,
@@ -519,3 +565,166 @@ async def write_showcase(journal: Journal) -> Showcase:
     # The deploy is the most recently active session: first in the list.
     await sessions_api.update_session(journal, deploy, auto_title="payments-api rollout")
     return show
+
+
+# --- the hostile journal ----------------------------------------------------------------------
+
+
+@dataclass
+class Hostile:
+    """The ids of what ``write_hostile`` made."""
+
+    session_id: str
+    run_id: str
+    job_id: str
+    approval_id: str
+
+
+async def write_hostile(journal: Journal) -> Hostile:
+    """One session whose every shown field carries ``HOSTILE`` (or, where the core refuses
+    control and bidirectional characters in identifiers, its markup part)."""
+    markup_only = "[bold red]X[/] [link=https://evil]click[/link]"
+    session = await sessions_api.create_session(
+        journal,
+        session_key=f"irc:{markup_only}",
+        principal="user:[bold red]mallory[/]",
+        device_id="dev[link=https://evil]1[/link]",
+        channel="irc",
+        label=HOSTILE,
+    )
+    sid = session.session_id
+    run = (await sessions_api.start_run(journal, sid)).run_id
+    await sessions_api.transition_run(journal, run, "accepted", reason=HOSTILE)
+    await sessions_api.transition_run(journal, run, "in_progress")
+    entry = tape_api.append_entry
+    await entry(journal, run, "message.received", {"text": HOSTILE})
+    await entry(journal, run, "status", {"text": HOSTILE})
+    await entry(journal, run, "model_token", {"text": HOSTILE})
+    await entry(
+        journal,
+        run,
+        "tool_proposal",
+        {"tool": HOSTILE, "arguments": {"command": HOSTILE}, "risk": HOSTILE},
+    )
+    job = await jobs_api.create_job(
+        journal,
+        owner_principal="user:mallory",
+        device_id="dev-1",
+        tool_name="sh[bold red]X[/]",
+        backend="local-sandbox",
+        session_id=sid,
+        run_id=run,
+        command=HOSTILE,
+    )
+    await jobs_api.transition_job(journal, job.job_id, "running")
+    await jobs_api.append_output(journal, job.job_id, "stdout", HOSTILE + "\n")
+    await jobs_api.append_output(journal, job.job_id, "stderr", HOSTILE + "\n")
+    await jobs_api.transition_job(journal, job.job_id, "failed", exit_code=1, error=HOSTILE)
+    await entry(journal, run, "tool_result", {"tool": HOSTILE, "output_tail": HOSTILE})
+    request = await approvals_api.request_approval(
+        journal,
+        principal="user:mallory",
+        device_id="dev-1",
+        subject_type="tool",
+        subject_id=markup_only,
+        summary=HOSTILE,
+        prompt={
+            "title": HOSTILE,
+            "risk_level": "medium",
+            "summary": HOSTILE,
+            "details": {"command": HOSTILE},
+            "policy_explanation": HOSTILE,
+        },
+        session_id=sid,
+        run_id=run,
+        channel="irc",
+        timeout_seconds=600,
+    )
+    await entry(
+        journal,
+        run,
+        "tool_approval_request",
+        {"approval_id": request.approval_id, "tool": HOSTILE, "risk": HOSTILE},
+    )
+    await entry(
+        journal,
+        run,
+        "tool_approval_response",
+        {"decision": HOSTILE, "scope": HOSTILE, "decided_by": HOSTILE},
+    )
+    await entry(journal, run, "message.replied", {"text": HOSTILE})
+    await sessions_api.transition_run(journal, run, "failed", error=HOSTILE)
+    return Hostile(sid, run, job.job_id, request.approval_id)
+
+
+# --- building journals ------------------------------------------------------------------------
+
+Writer = Callable[[Journal], Any]
+
+
+async def _write(path: Path, writer: Writer) -> Any:
+    async with await Journal.open(path) as journal:
+        return await writer(journal)
+
+
+def build(path: Path, writer: Writer, *, deterministic: bool = True) -> Any:
+    """Create the journal at ``path`` with ``writer`` (outside any event loop); returns what the
+    writer returned. ``deterministic``: the same rows on every run, dated from 2026-01-01, so
+    the inspector must be frozen with ``frozen_inspector``; otherwise real time (requests
+    pending now, decisions possible)."""
+    if not deterministic:
+        return asyncio.run(_write(path, writer))
+    with deterministic_core() as clock:
+        made = asyncio.run(_write(path, writer))
+        assert clock.now_ms() < FROZEN_NOW_MS - 1_000, "the fake clock ran past FROZEN_NOW_MS"
+    return made
+
+
+# --- driving and reading the inspector --------------------------------------------------------
+
+_BUSY = (WorkerState.PENDING, WorkerState.RUNNING)
+
+
+async def settle(pilot: Pilot[Any], rounds: int = 6) -> None:
+    """Let the workers started by the last action (and those their messages start) finish."""
+    app = pilot.app
+    for _ in range(rounds):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(worker.state in _BUSY for worker in app.workers):
+            return
+
+
+async def wait_until(
+    pilot: Pilot[Any], condition: Callable[[], bool], what: str, timeout: float = 10.0
+) -> None:
+    """Poll ``condition`` (the app keeps running) until it holds; fail after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.05)
+    await settle(pilot)
+
+
+def plain(value: object) -> str:
+    """The plain text of a Rich ``Text``, a Textual ``Content`` or a string."""
+    text = getattr(value, "plain", None)
+    return text if isinstance(text, str) else str(value)
+
+
+def static_text(app: App[Any], selector: str) -> str:
+    """The text shown by the Static ``selector`` on the current screen."""
+    return plain(app.screen.query_one(selector, Static).content)
+
+
+def table_rows(table: DataTable[Any]) -> list[list[str]]:
+    """Every row of ``table`` as plain strings, top to bottom."""
+    return [[plain(cell) for cell in table.get_row(row_key)] for row_key in table.rows]
+
+
+def screen_text(app: App[Any]) -> str:
+    """What the terminal shows now, as plain text (one line per row)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join(strip.text for strip in strips)
