@@ -18,7 +18,10 @@ the baseline right before the journal's own figures):
 - incremental verify after 1,000 new events on the largest journal (a copy of it):
   ``verify_file(path, from_seq=last_verified + 1, records=False)`` against a full verify of the
   same copy (target: >= 100x faster);
-- bytes of journal file per event against the payload bytes per event;
+- bytes of journal file per event against the payload bytes per event, for those journals and
+  for 20,000 typical transcript entries (``tape.append_entries``) written into a new journal
+  (each entry is a tape row, its full-text index entry and a chained record event), with
+  ``dbstat``'s account of where the bytes go;
 - with ``--demo-db`` (default: ``bench/out/demo-1000000.db`` when ``bench_inspector.py`` built it),
   the chain / records split and the bytes per event of a journal written by the demo daemon, where
   most events are chained record writes (transcript entries, runs, tool jobs ...).
@@ -44,15 +47,17 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from journal_core import EventInput, Journal, new_ulid, verify_file
+from journal_core import EventInput, Journal, new_ulid, sessions, tape, verify_file
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 BATCH = 2_000
 INCREMENT = 1_000
+TRANSCRIPT_ENTRIES = 20_000
 TARGET_FULL = 0.7
 TARGET_INCREMENTAL = 100.0
 
@@ -356,6 +361,57 @@ def size_per_event(path: Path) -> dict[str, float]:
     }
 
 
+_TAPE_TYPES = {
+    "model_token": "model_token",
+    "message.received": "message.received",
+    "tool_proposed": "tool_proposal",
+    "tool_executed": "tool_result",
+}
+
+
+def transcript_growth(entries: int) -> dict[str, Any]:
+    """Bytes of file per transcript entry: typical entries appended to one run of a new journal."""
+    work = OUT / "growth-work.db"
+    for item in journal_files(work):
+        item.unlink(missing_ok=True)
+    rng = random.Random(11)
+    items: list[tuple[str, object]] = []
+    for index in range(entries):
+        _, _, payload = transcript_payload(rng, index)
+        items.append((_TAPE_TYPES[str(payload.pop("type"))], payload))
+
+    async def write() -> None:
+        async with await Journal.open(work) as journal:
+            session = await sessions.create_session(
+                journal, session_key="bench:growth", principal="user:bench", device_id="bench"
+            )
+            run = await sessions.start_run(journal, session.session_id)
+            for start in range(0, entries, 100):
+                await tape.append_entries(journal, run.run_id, items[start : start + 100])
+
+    try:
+        asyncio.run(write())
+        before = journal_files(work)[0].stat().st_size
+        conn = sqlite3.connect(f"file:{work}?mode=ro", uri=True)
+        try:
+            payload = conn.execute(
+                "SELECT SUM(length(CAST(payload_json AS BLOB))) FROM orchestrator_tape"
+            ).fetchone()[0]
+        finally:
+            conn.close()
+        objects = biggest_objects(work, top=8)
+        total = sum(pages for _, pages in biggest_objects(work, top=1_000))
+        return {
+            "entries": float(entries),
+            "file_per_entry": before / entries,
+            "payload_per_entry": payload / entries,
+            "objects": [(name, pages / total) for name, pages in objects],
+        }
+    finally:
+        for item in journal_files(work):
+            item.unlink(missing_ok=True)
+
+
 def biggest_objects(path: Path, top: int = 6) -> list[tuple[str, int]]:
     """The tables and indexes taking most of the file (``dbstat``)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -518,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [20_000, 100_000] if args.quick else [100_000, 1_000_000]
     repeat = args.repeat or (1 if args.quick else 3)
     demo = args.demo_db or (None if args.quick else OUT / "demo-1000000.db")
+    quick = bool(args.quick)
 
     print(
         f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs"
@@ -575,16 +632,23 @@ def main(argv: list[str] | None = None) -> int:
             f" payload {sizes_row['payload_per_event']:5.0f} B"
             f" ({sizes_row['file_per_event'] / sizes_row['payload_per_event']:.2f}x)"
         )
+    growth = transcript_growth(TRANSCRIPT_ENTRIES // (10 if quick else 1))
+    print(
+        f"  transcript entries (tape.append_entries, {int(growth['entries']):,} into a new"
+        f" journal): {growth['file_per_entry']:7.0f} B/entry, payload"
+        f" {growth['payload_per_entry']:5.0f} B"
+        f" ({growth['file_per_entry'] / growth['payload_per_entry']:.2f}x); where the bytes go:"
+    )
+    for name, share in growth["objects"]:
+        print(f"      {name:<36}{share * growth['file_per_entry']:7.0f} B/entry {share:6.1%}")
     if demo is not None and demo.exists():
         demo_size = size_per_event(demo)
         print(
             f"  demo-daemon journal  {int(demo_size['events']):>11,}:"
             f" {demo_size['file_per_event']:7.0f} B/event,"
             f" payload {demo_size['payload_per_event']:5.0f} B"
-            f" ({demo_size['file_per_event'] / demo_size['payload_per_event']:.2f}x);"
-            f" {int(demo_size['tape_entries']):,} transcript entries"
-            f" of {demo_size['tape_payload_per_entry']:.0f} B payload,"
-            f" {demo_size['file_bytes'] / demo_size['tape_entries']:,.0f} B of file each"
+            f" ({demo_size['file_per_event'] / demo_size['payload_per_event']:.2f}x;"
+            " most of its events are record events with ~120-byte digest payloads)"
         )
         total = demo_size["file_bytes"]
         for name, pages in biggest_objects(demo):

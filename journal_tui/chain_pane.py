@@ -43,6 +43,7 @@ class ChainState:
     records_purged: int = 0
     full_at_unix_ms: int | None = None
     last_rate: float = 0.0
+    signed_up_to: int = 0  # before a full check: links up to here are vouched for by a signature
 
 
 class ChainStrip(Widget):
@@ -124,7 +125,11 @@ class ChainPane(Vertical):
             ("What", "summary"),
         ):
             table.add_column(label, key=key)
-        self.action_verify()
+        # First the cheap check from the newest signed checkpoint (seconds become milliseconds
+        # on a large journal), then every link and record in the background.
+        if self.source.is_open:
+            self.running = True
+            self._verify(1, full=False, incremental=True)
 
     def action_focus_main(self) -> None:
         """Put the keyboard on the list of breaks."""
@@ -140,12 +145,12 @@ class ChainPane(Vertical):
         self._verify(1, full=True)
 
     def reload(self) -> None:
-        """New events arrived: verify just them (once a full verification has run)."""
-        if not self.running and self.state.full_at_unix_ms is not None and self.source.is_open:
+        """New events arrived: verify just them (once a first verification has run)."""
+        if not self.running and self.state.verified_seq and self.source.is_open:
             self._verify(self.state.verified_seq + 1, full=False)
 
     @work(thread=True, exclusive=True, group="verify")
-    def _verify(self, from_seq: int, *, full: bool) -> None:
+    def _verify(self, from_seq: int, *, full: bool, incremental: bool = False) -> None:
         self.running = True
         worker = get_current_worker()
         started = time.perf_counter()
@@ -157,7 +162,11 @@ class ChainPane(Vertical):
 
         try:
             info, report = verify_file(
-                self.source.path, from_seq=from_seq, progress=progress, records=full
+                self.source.path,
+                from_seq=from_seq,
+                progress=progress,
+                records=full,
+                incremental=incremental,
             )
         except (JournalError, ValueError) as error:
             self.app.call_from_thread(self._failed, str(error))
@@ -184,6 +193,8 @@ class ChainPane(Vertical):
 
     def _finished(self, report: VerifyReport, full: bool, rate: float) -> None:
         state = self.state
+        if report.scope == "incremental":
+            state.signed_up_to = report.from_seq
         if report.last_seq is not None:
             state.verified_seq = max(state.verified_seq, report.last_seq)
             state.head_hash = report.head_hash
@@ -194,6 +205,7 @@ class ChainPane(Vertical):
             state.records_purged = report.records_purged
             state.full_at_unix_ms = clock.now_ms()
             state.last_rate = rate
+            state.signed_up_to = 0
         strip = self.strip
         strip.head_seq = max(strip.head_seq, state.verified_seq)
         bar = self.query_one("#verify-progress", ProgressBar)
@@ -206,6 +218,8 @@ class ChainPane(Vertical):
             )
         )
         self._show()
+        if report.scope == "incremental":
+            self.action_verify()
 
     def _show(self) -> None:
         state = self.state
@@ -223,12 +237,19 @@ class ChainPane(Vertical):
         else:
             summary = Text.assemble((" INTACT ", "bold black on green"))
         summary.append(f"  verified up to seq {state.verified_seq:,}", style="bold")
-        summary.append(
-            f"  ·  {state.records_checked:,} record rows checked,"
-            f" {state.records_purged:,} purged on purpose"
-            f"  ·  full check at {timestamp(state.full_at_unix_ms)}",
-            style="dim",
-        )
+        if state.full_at_unix_ms is None:
+            summary.append(
+                f"  ·  links after the signed checkpoint at seq {state.signed_up_to:,} checked;"
+                " the full check of every link and record is running",
+                style="dim",
+            )
+        else:
+            summary.append(
+                f"  ·  {state.records_checked:,} record rows checked,"
+                f" {state.records_purged:,} purged on purpose"
+                f"  ·  full check at {timestamp(state.full_at_unix_ms)}",
+                style="dim",
+            )
         if state.head_hash:
             summary.append(f"\n  head hash {state.head_hash}", style="dim")
         self.query_one("#chain-summary", Static).update(summary)
