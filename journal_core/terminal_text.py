@@ -37,7 +37,7 @@ _UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 def safe_json_text(text: str) -> str:
-    """Serialised JSON with the characters a terminal acts on written as ``\\uXXXX`` escapes.
+    """Serialised JSON with the characters a terminal acts on written as ``\\u`` escapes.
 
     orjson already escapes C0 control characters; DEL, C1 controls and direction overrides are
     valid raw in JSON strings, so they are escaped here. The result is equivalent JSON.
