@@ -476,6 +476,7 @@ async def _export(args: argparse.Namespace) -> int:
 async def _info(args: argparse.Namespace) -> int:
     async with await JournalReader.open(args.db) as reader:
         head = await reader.head()
+        events = await reader.count()
         info = reader.info
     sizes = {
         suffix or "db": (
@@ -491,7 +492,7 @@ async def _info(args: argparse.Namespace) -> int:
         "chain_algorithm": info.chain_algorithm,
         "schema_version": info.schema_version,
         "created_at": _time(info.created_at_unix_ms),
-        "events": head.count,
+        "events": events,
         "head_seq": head.seq,
         "head_hash": head.hash,
         "bytes": sizes,

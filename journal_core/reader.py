@@ -137,7 +137,6 @@ class Head:
 
     seq: int
     hash: str | None
-    count: int
 
 
 def iter_link_rows(
@@ -312,15 +311,17 @@ class JournalReader:
         return int(rows[0][0])
 
     async def head(self) -> Head:
-        """The newest event's seq and hash, and the number of events."""
-        rows = await self.fetchall(
-            "SELECT seq, hash, (SELECT COUNT(*) FROM journal_events)"
-            " FROM journal_events ORDER BY seq DESC LIMIT 1"
-        )
+        """The newest event's seq and hash (one index seek, cheap enough for every poll)."""
+        rows = await self.fetchall("SELECT seq, hash FROM journal_events ORDER BY seq DESC LIMIT 1")
         if not rows:
-            return Head(0, None, 0)
-        seq, digest, count = rows[0]
-        return Head(int(seq), str(digest), int(count))
+            return Head(0, None)
+        seq, digest = rows[0]
+        return Head(int(seq), str(digest))
+
+    async def count(self) -> int:
+        """How many events the journal holds (a full index scan: not for hot paths)."""
+        rows = await self.fetchall("SELECT COUNT(*) FROM journal_events")
+        return int(rows[0][0])
 
     async def events_after(self, seq: int, limit: int = 1_000) -> list[StoredEvent]:
         """Up to ``limit`` events with seq greater than ``seq``, oldest first."""

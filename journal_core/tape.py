@@ -197,14 +197,27 @@ async def session_transcript(
     session_ulid = validate.ulid("session_id", session_id)
     cursor = after or TranscriptCursor()
     limit, byte_limit = _page_limits(max_entries, max_bytes)
-    rows = await reader.fetchall(
-        f"SELECT {_ENTRY_COLUMNS}, r.created_at_unix_ms FROM orchestrator_runs AS r"
-        " JOIN orchestrator_tape AS t ON t.run_ulid = r.run_ulid"
-        " WHERE r.session_ulid = ? AND (r.created_at_unix_ms, r.run_ulid, t.seq) > (?, ?, ?)"
-        " ORDER BY r.created_at_unix_ms, r.run_ulid, t.seq LIMIT ?",
-        (session_ulid, cursor.run_created_at_unix_ms, cursor.run_id, cursor.seq, limit + 1),
-    )
-    created = {str(row[0]): int(row[6]) for row in rows}
+    rows: list[tuple[object, ...]] = []
+    if cursor.run_id:
+        # The rest of the cursor's run by primary-key range: live tailing stays cheap however
+        # long the current run is.
+        rows = [
+            (*row, cursor.run_created_at_unix_ms)
+            for row in await reader.fetchall(
+                f"SELECT {_ENTRY_COLUMNS} FROM orchestrator_tape AS t"
+                " WHERE t.run_ulid = ? AND t.seq > ? ORDER BY t.seq LIMIT ?",
+                (cursor.run_id, cursor.seq, limit + 1),
+            )
+        ]
+    if len(rows) <= limit:
+        rows += await reader.fetchall(
+            f"SELECT {_ENTRY_COLUMNS}, r.created_at_unix_ms FROM orchestrator_runs AS r"
+            " JOIN orchestrator_tape AS t ON t.run_ulid = r.run_ulid"
+            " WHERE r.session_ulid = ? AND (r.created_at_unix_ms, r.run_ulid) > (?, ?)"
+            " ORDER BY r.created_at_unix_ms, r.run_ulid, t.seq LIMIT ?",
+            (session_ulid, cursor.run_created_at_unix_ms, cursor.run_id, limit + 1 - len(rows)),
+        )
+    created = {str(row[0]): int(row[6]) for row in rows}  # type: ignore[call-overload]
     entries, more = _cut([row[:6] for row in rows], limit, byte_limit)
     if entries:
         last = entries[-1]

@@ -8,6 +8,7 @@ last one finished, so refreshes never overlap. Live updates can be paused.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import ClassVar
 
@@ -85,6 +86,9 @@ class JournalApp(App[None]):
         await self._head()
         self._status()
         self.set_timer(self.poll_seconds, self._poll)
+        # What start-up built (widgets, styles, caches) lives as long as the app: keep it out of
+        # the garbage collector's way, whose full passes otherwise stall repaints under ingest.
+        gc.freeze()
 
     async def _head(self) -> None:
         if not self.source.is_open:
@@ -119,6 +123,8 @@ class JournalApp(App[None]):
 
     def refresh_visible(self) -> None:
         """Refresh what is on screen (hidden panes refresh when shown)."""
+        if not self.screen_stack:  # quitting
+            return
         screen = self.screen
         if isinstance(screen, TranscriptScreen):
             screen.refresh_data()

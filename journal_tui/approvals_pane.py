@@ -8,6 +8,7 @@ that, never as success.
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar
 
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Button, DataTable, Static
 
 from journal_core import JournalError
@@ -158,15 +160,16 @@ class ApprovalsPane(Vertical):
             decided = [a for a in decided if a.run_id == self.run_filter]
         now = clock.now_ms()
         self.pending = {approval.approval_id: approval for approval in pending}
-        sync_table(
-            self.query_one("#pending-table", DataTable),
-            [(a.approval_id, self._pending_cells(a, now)) for a in pending],
-        )
-        sync_table(
-            self.query_one("#history-table", DataTable),
-            [(a.approval_id, self._history_cells(a)) for a in decided],
-        )
-        self._details()
+        with contextlib.suppress(NoMatches):  # the app quit while the query ran
+            sync_table(
+                self.query_one("#pending-table", DataTable),
+                [(a.approval_id, self._pending_cells(a, now)) for a in pending],
+            )
+            sync_table(
+                self.query_one("#history-table", DataTable),
+                [(a.approval_id, self._history_cells(a)) for a in decided],
+            )
+            self._details()
 
     def _pending_cells(self, approval: Approval, now: int) -> tuple[Text | str, ...]:
         return (

@@ -125,11 +125,16 @@ class ChainPane(Vertical):
             ("What", "summary"),
         ):
             table.add_column(label, key=key)
-        # First the cheap check from the newest signed checkpoint (seconds become milliseconds
-        # on a large journal), then every link and record in the background.
+        # After the first paint: first the cheap check from the newest signed checkpoint
+        # (seconds become milliseconds on a large journal), then every link and record.
+        self.running = True
+        self.set_timer(0.3, self._first_check)
+
+    def _first_check(self) -> None:
         if self.source.is_open:
-            self.running = True
             self._verify(1, full=False, incremental=True)
+        else:
+            self.running = False
 
     def action_focus_main(self) -> None:
         """Put the keyboard on the list of breaks."""
@@ -175,7 +180,9 @@ class ChainPane(Vertical):
             self.running = False
         del info
         elapsed = max(1e-6, time.perf_counter() - started)
-        self.app.call_from_thread(self._finished, report, full, report.checked_events / elapsed)
+        self.app.call_from_thread(
+            self._finished, report, full, report.checked_events / elapsed, incremental
+        )
 
     def _progress(self, checked: int, seq: int, rate: float) -> None:
         bar = self.query_one("#verify-progress", ProgressBar)
@@ -191,7 +198,7 @@ class ChainPane(Vertical):
             literal(f"cannot verify: {message}", "bold red")
         )
 
-    def _finished(self, report: VerifyReport, full: bool, rate: float) -> None:
+    def _finished(self, report: VerifyReport, full: bool, rate: float, first: bool) -> None:
         state = self.state
         if report.scope == "incremental":
             state.signed_up_to = report.from_seq
@@ -218,7 +225,7 @@ class ChainPane(Vertical):
             )
         )
         self._show()
-        if report.scope == "incremental":
+        if first:
             self.action_verify()
 
     def _show(self) -> None:
@@ -238,9 +245,13 @@ class ChainPane(Vertical):
             summary = Text.assemble((" INTACT ", "bold black on green"))
         summary.append(f"  verified up to seq {state.verified_seq:,}", style="bold")
         if state.full_at_unix_ms is None:
+            done = (
+                f"links after the signed checkpoint at seq {state.signed_up_to:,} checked"
+                if state.signed_up_to
+                else "every link checked"
+            )
             summary.append(
-                f"  ·  links after the signed checkpoint at seq {state.signed_up_to:,} checked;"
-                " the full check of every link and record is running",
+                f"  ·  {done}; the full check of every link and record row is running",
                 style="dim",
             )
         else:

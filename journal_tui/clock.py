@@ -11,3 +11,8 @@ import time
 def now_ms() -> int:
     """Now, in unix milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+def monotonic() -> float:
+    """Seconds on a clock that never goes backwards (for throttling refreshes)."""
+    return time.monotonic()

@@ -8,6 +8,7 @@ apart by a gutter mark and colour.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import ClassVar
 
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Static
 
 from journal_core import JournalError
@@ -130,9 +132,10 @@ class JobsPane(Vertical):
             return
         now = clock.now_ms()
         self.jobs = {job.job_id: job for job in jobs}
-        table = self.query_one("#jobs-table", DataTable)
-        sync_table(table, [(job.job_id, self._cells(job, now)) for job in jobs])
-        await self._output()
+        with contextlib.suppress(NoMatches):  # the app quit while the query ran
+            table = self.query_one("#jobs-table", DataTable)
+            sync_table(table, [(job.job_id, self._cells(job, now)) for job in jobs])
+            await self._output()
 
     def _cells(self, job: ToolJob, now: int) -> tuple[Text | str, ...]:
         start = job.started_at_unix_ms

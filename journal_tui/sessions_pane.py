@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar
 
 from rich.text import Text
@@ -9,6 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Static
 
 from journal_core import JournalError
@@ -20,6 +22,7 @@ from journal_tui.tables import selected_key, sync_table
 
 STATE_FILTERS: tuple[str | None, ...] = (None, *RUN_STATES)
 SESSION_LIMIT = 500
+RELOAD_INTERVAL_S = 1.0
 
 
 class SessionsPane(Vertical):
@@ -37,6 +40,8 @@ class SessionsPane(Vertical):
         self.state_filter: str | None = None
         self.search_text = ""
         self.summaries: dict[str, SessionSummary] = {}
+        self._loaded_at = -RELOAD_INTERVAL_S
+        self._reload_scheduled = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="toolbar"):
@@ -80,18 +85,31 @@ class SessionsPane(Vertical):
         index = STATE_FILTERS.index(self.state_filter)
         self.state_filter = STATE_FILTERS[(index + 1) % len(STATE_FILTERS)]
         self.query_one("#state-filter", Static).update(self._filter_label())
-        self.reload()
+        self._load()
 
     @on(Input.Submitted, "#session-search")
     @on(Input.Changed, "#session-search")
     def _search(self, event: Input.Changed | Input.Submitted) -> None:
         self.search_text = event.value
-        self.reload()
+        self._load()
         if isinstance(event, Input.Submitted):
             self.query_one("#sessions-table", DataTable).focus()
 
     def reload(self) -> None:
-        """Read the sessions again (called on every new commit while visible)."""
+        """Read the sessions again (on new commits while visible), at most once a second.
+
+        Under heavy ingest every poll finds commits; rebuilding hundreds of rows each time
+        would starve the keyboard, and a list of sessions does not need 100 ms freshness.
+        """
+        wait = RELOAD_INTERVAL_S - (clock.monotonic() - self._loaded_at)
+        if wait <= 0:
+            self._load()
+        elif not self._reload_scheduled:
+            self._reload_scheduled = True
+            self.set_timer(wait, self._scheduled_reload)
+
+    def _scheduled_reload(self) -> None:
+        self._reload_scheduled = False
         self._load()
 
     @work(exclusive=True, group="sessions")
@@ -106,10 +124,16 @@ class SessionsPane(Vertical):
                 limit=SESSION_LIMIT,
             )
         except JournalError as error:
-            self.query_one("#sessions-status", Static).update(literal(str(error), "bold red"))
+            with contextlib.suppress(NoMatches):
+                self.query_one("#sessions-status", Static).update(literal(str(error), "bold red"))
             return
-        now = clock.now_ms()
+        self._loaded_at = clock.monotonic()
         self.summaries = {item.session.session_id: item for item in found}
+        with contextlib.suppress(NoMatches):  # the app quit while the query ran
+            self._show(found)
+
+    def _show(self, found: list[SessionSummary]) -> None:
+        now = clock.now_ms()
         table = self.query_one("#sessions-table", DataTable)
         sync_table(table, [(item.session.session_id, self._cells(item, now)) for item in found])
         more = " (showing the newest 500)" if len(found) == SESSION_LIMIT else ""

@@ -88,13 +88,16 @@ class TranscriptScreen(Screen[None]):
         try:
             session = await get_session(reader, self.session_id)
             runs = await list_runs(reader, self.session_id)
+            # The cursor moves only once every page is read: a load cancelled half-way (a newer
+            # one replaces it) must not skip the pages it had read.
             new_entries = []
+            cursor = self.cursor
             while True:
                 page = await session_transcript(
-                    reader, self.session_id, after=self.cursor, max_entries=PAGE
+                    reader, self.session_id, after=cursor, max_entries=PAGE
                 )
                 new_entries.extend(page.entries)
-                self.cursor = page.cursor
+                cursor = page.cursor
                 if page.eof or not page.entries:
                     break
         except JournalError as error:
@@ -118,6 +121,7 @@ class TranscriptScreen(Screen[None]):
         )
         for run in runs:
             self.transcript.run_number(run.run_id)
+        self.cursor = cursor
         log = self.query_one("#transcript-log", LineLog)
         if new_entries:
             start, lines = self.transcript.add(new_entries)
