@@ -40,6 +40,7 @@ from journal_core.schema import (
 )
 
 Synchronous = Literal["NORMAL", "FULL"]
+WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +196,8 @@ def open_writer(
         conn.execute(f"PRAGMA synchronous = {config.synchronous}")
         # Purged records (memory, artifacts, expired output) must really leave the file.
         conn.execute("PRAGMA secure_delete = ON")
+        # Once a checkpoint resets the WAL, give back the space a burst made it grow to.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         if version < SCHEMA_VERSION:
             version = migrate(conn, version)
         info = _info(conn, target, version)
