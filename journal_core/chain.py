@@ -189,6 +189,17 @@ def _text(value: Value) -> str | None:
     return str(value)
 
 
+def _our_digest(row: Sequence[Value]) -> str | None:
+    """The hash a row of ``LINK_COLUMNS`` (then its stored hash) should carry; None if it
+    holds a value the encoding cannot take (a tampered type)."""
+    try:
+        return hashlib.sha256(
+            DOMAIN_TAG + b"".join(encode_value(value) for value in row[:-1])
+        ).hexdigest()
+    except (TypeError, ValueError):
+        return None
+
+
 def verify_rows(
     rows: Iterable[Sequence[Value]],
     *,
@@ -209,12 +220,42 @@ def verify_rows(
     ``progress_every`` rows. Memory stays bounded whatever the number of rows; at most
     ``max_breaks`` breaks are kept (the rest are counted).
     """
+    return walk_links(
+        rows,
+        digest=_our_digest,
+        genesis_prev=genesis_prev_hash(journal_id),
+        genesis_summary="the first event is not bound to this journal's id",
+        from_seq=from_seq,
+        anchor_hash=anchor_hash,
+        max_breaks=max_breaks,
+        progress=progress,
+        progress_every=progress_every,
+    )
+
+
+def walk_links(
+    rows: Iterable[Sequence[Value]],
+    *,
+    digest: Callable[[Sequence[Value]], str | None],
+    genesis_prev: str,
+    genesis_summary: str,
+    from_seq: int = 1,
+    anchor_hash: str | None = None,
+    check_prev_after_missing_start: bool = True,
+    max_breaks: int = 10_000,
+    progress: ProgressCallback | None = None,
+    progress_every: int = 50_000,
+) -> VerifyReport:
+    """The link-by-link walk shared by every chain format (ours, Palyra's).
+
+    Rows are ``(prev_hash, seq, event_id, ..., hash)``; ``digest(row)`` recomputes the hash the
+    row should carry, and ``genesis_prev`` is what seq 1's prev_hash must be. When the chain does
+    not start at seq 1, ``check_prev_after_missing_start`` says whether its first row's prev_hash
+    is still checked against the genesis value (ours: yes; Palyra's reports only the gap).
+    """
     report = VerifyReport(scope="full" if from_seq <= 1 else "from_seq", from_seq=from_seq)
     expected_seq = max(from_seq, 1)
-    if from_seq <= 1:
-        expected_prev: str | None = genesis_prev_hash(journal_id)
-    else:
-        expected_prev = anchor_hash
+    expected_prev = genesis_prev if from_seq <= 1 else anchor_hash
 
     def add(item: ChainBreak) -> None:
         if len(report.breaks) < max_breaks:
@@ -222,8 +263,6 @@ def verify_rows(
         else:
             report.breaks_truncated += 1
 
-    sha256 = hashlib.sha256
-    tag = DOMAIN_TAG
     checked = 0
     for row in rows:
         seq = row[1]
@@ -242,7 +281,8 @@ def verify_rows(
                 )
             )
             continue
-        if checked == 0 and from_seq <= 1 and seq != 1:
+        missing_start = checked == 0 and from_seq <= 1 and seq != 1
+        if missing_start:
             add(
                 ChainBreak(
                     BreakCode.MISSING_GENESIS,
@@ -274,10 +314,14 @@ def verify_rows(
                     event_id,
                     expected_prev,
                     stored_prev,
-                    "the first event is not bound to this journal's id",
+                    genesis_summary,
                 )
             )
-        elif seq != 1 and stored_prev != expected_prev:
+        elif (
+            seq != 1
+            and stored_prev != expected_prev
+            and (check_prev_after_missing_start or not missing_start)
+        ):
             add(
                 ChainBreak(
                     BreakCode.PREV_HASH_MISMATCH,
@@ -288,12 +332,7 @@ def verify_rows(
                     "prev_hash does not match the hash of the event before it",
                 )
             )
-        try:
-            computed: str | None = sha256(
-                tag + b"".join(encode_value(value) for value in row[:-1])
-            ).hexdigest()
-        except (TypeError, ValueError):
-            computed = None
+        computed = digest(row)
         if computed != stored_hash:
             add(
                 ChainBreak(

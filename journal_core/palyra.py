@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from journal_core.chain import BreakCode, ChainBreak, Value, VerifyReport
+from journal_core.chain import Value, VerifyReport, walk_links
 from journal_core.connection import describe_sqlite_error
 from journal_core.errors import JournalNotFoundError, NotAJournalError
 from journal_core.schema import APPLICATION_ID, check_is_sqlite
@@ -145,98 +145,21 @@ def is_palyra_journal(path: str | os.PathLike[str]) -> bool:
         conn.close()
 
 
-def _text(value: Value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def verify_palyra_rows(rows: Iterable[Sequence[Value]]) -> VerifyReport:
-    """Check every link of Palyra rows ``(seq, prev_hash, *PREIMAGE_COLUMNS, hash)`` in seq order.
+    """Check every link of Palyra rows ``(prev_hash, seq, *PREIMAGE_COLUMNS, hash)`` in seq order
+    (NULL prev_hash and hash read as ``''``, as Palyra treats them).
 
-    As for our chains, each link is checked on its own against the stored hash of the row before
-    it and every break is reported. The first event's prev_hash must be empty (or NULL).
+    The walk is the one our own chains use (:func:`journal_core.chain.walk_links`): each link is
+    checked on its own against the stored hash of the row before it, every break is reported.
+    The first event's prev_hash must be empty; a chain whose start is missing reports the gap.
     """
-    report = VerifyReport(scope="full", from_seq=1)
-    expected_seq = 1
-    expected_prev: str | None = ""
-    checked = 0
-    for row in rows:
-        seq = row[0]
-        if not isinstance(seq, int):
-            continue
-        stored_prev = _text(row[1]) or ""
-        event_id = _text(row[2])
-        stored_hash = _text(row[-1])
-        if checked == 0 and seq != 1:
-            report.breaks.append(
-                ChainBreak(
-                    BreakCode.MISSING_GENESIS,
-                    seq,
-                    event_id,
-                    "1",
-                    str(seq),
-                    f"the chain starts at seq {seq}, not 1: its first events are missing",
-                )
-            )
-        elif seq != expected_seq:
-            report.breaks.append(
-                ChainBreak(
-                    BreakCode.MISSING_EVENT,
-                    expected_seq,
-                    None,
-                    str(expected_seq),
-                    str(seq),
-                    f"event {expected_seq} is missing"
-                    if seq == expected_seq + 1
-                    else f"events {expected_seq}..{seq - 1} are missing",
-                )
-            )
-        if seq == 1 and stored_prev != "":
-            report.breaks.append(
-                ChainBreak(
-                    BreakCode.GENESIS_PREV_HASH_MISMATCH,
-                    seq,
-                    event_id,
-                    "",
-                    stored_prev,
-                    "the first event's prev_hash is not empty",
-                )
-            )
-        elif seq != 1 and checked and stored_prev != (expected_prev or ""):
-            report.breaks.append(
-                ChainBreak(
-                    BreakCode.PREV_HASH_MISMATCH,
-                    seq,
-                    event_id,
-                    expected_prev,
-                    stored_prev,
-                    "prev_hash does not match the hash of the event before it",
-                )
-            )
-        computed = palyra_hash(row[1], row[2:-1])
-        if computed != stored_hash:
-            report.breaks.append(
-                ChainBreak(
-                    BreakCode.HASH_MISMATCH,
-                    seq,
-                    event_id,
-                    computed,
-                    stored_hash,
-                    "the stored hash does not match the event's content",
-                )
-            )
-        expected_prev = stored_hash
-        expected_seq = seq + 1
-        checked += 1
-        if report.first_seq is None:
-            report.first_seq = seq
-        report.last_seq = seq
-    report.checked_events = checked
-    report.head_hash = expected_prev if checked else None
-    return report
+    return walk_links(
+        rows,
+        digest=lambda row: palyra_hash(row[0], row[2:-1]),
+        genesis_prev="",
+        genesis_summary="the first event's prev_hash is not empty",
+        check_prev_after_missing_start=False,
+    )
 
 
 def verify_palyra_file(
@@ -256,7 +179,9 @@ def verify_palyra_file(
             raise NotAJournalError(f"{target} is not a Palyra journal")
         conn.text_factory = bytes  # hash the exact stored bytes
         head = int(conn.execute("SELECT MAX(seq) FROM journal_events").fetchone()[0] or 0)
-        columns = ", ".join(("seq", "prev_hash", *PREIMAGE_COLUMNS, "hash"))
+        columns = ", ".join(
+            ("COALESCE(prev_hash, '')", "seq", *PREIMAGE_COLUMNS, "COALESCE(hash, '')")
+        )
         query = (
             f"SELECT {columns} FROM journal_events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
         )
@@ -268,7 +193,7 @@ def verify_palyra_file(
                 if not page:
                     return
                 yield from page
-                cursor_seq = int(page[-1][0]) + 1
+                cursor_seq = int(page[-1][1]) + 1
 
         report = verify_palyra_rows(rows())
         count = int(conn.execute("SELECT COUNT(*) FROM journal_events").fetchone()[0])
