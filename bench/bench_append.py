@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import random
 import sqlite3
 import statistics
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from journal_files import scan_and_hash
 
 from journal_core import EventInput, Journal, new_ulid, verify_file
 from journal_core.schema import MIGRATIONS
@@ -120,21 +121,8 @@ def baseline_one_tx(path: Path, rows: list[tuple[object, ...]]) -> float:
 
 
 def baseline_scan_sha(path: Path) -> float:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.text_factory = bytes
-    start = time.perf_counter()
-    count = 0
-    cursor = conn.execute(
-        "SELECT prev_hash, seq, event_ulid, session_ulid, run_ulid, kind, actor,"
-        " timestamp_unix_ms, created_at_unix_ms, principal, device_id, channel, redacted,"
-        " redaction_rules, payload_json, hash FROM journal_events ORDER BY seq"
-    )
-    for row in cursor:
-        hashlib.sha256(row[0] + row[2] + row[3] + row[4] + row[9] + row[10] + row[14]).hexdigest()
-        count += 1
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return count / elapsed
+    count, seconds = scan_and_hash(path)
+    return count / seconds
 
 
 async def single(path: Path, events: list[EventInput]) -> float:

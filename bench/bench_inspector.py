@@ -63,6 +63,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from journal_files import copy_journal, install, journal_files  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 SCREEN_SIZE = (150, 42)
 MARK = re.compile(r"\bmk(\d+)k\b")
@@ -82,32 +84,6 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-_COMPANIONS = ("-wal", "-shm", ".key", ".anchors")
-
-
-def journal_files(path: Path) -> list[Path]:
-    """The database file, its WAL and shared memory, and the writer's signing key and anchors."""
-    return [path, *(Path(f"{path}{suffix}") for suffix in _COMPANIONS)]
-
-
-def copy_journal(path: Path, target: Path) -> None:
-    """Copy a closed journal and its signing key and anchors (so its writer keeps signing)."""
-    for source, copy in zip(journal_files(path), journal_files(target), strict=True):
-        if source.exists() and not source.name.endswith(("-wal", "-shm")):
-            shutil.copyfile(source, copy)
-
-
-def install(part: Path, path: Path) -> None:
-    """Move a freshly built journal (and its key and anchors, if any) into place."""
-    for suffix in _COMPANIONS:
-        companion = Path(f"{part}{suffix}")
-        if suffix in ("-wal", "-shm"):
-            companion.unlink(missing_ok=True)  # the writer checkpointed (TRUNCATE) on close
-        elif companion.exists():
-            companion.rename(Path(f"{path}{suffix}"))
-    part.rename(path)
 
 
 def head_seq(path: Path) -> int:

@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import random
 import resource
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -50,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from journal_files import copy_journal, install, journal_files, scan_and_hash
 
 from journal_core import EventInput, Journal, new_ulid, sessions, tape, verify_file
 
@@ -191,32 +191,6 @@ async def _write(path: Path, count: int, seed: int, progress: bool) -> None:
                 )
 
 
-_COMPANIONS = ("-wal", "-shm", ".key", ".anchors")
-
-
-def journal_files(path: Path) -> list[Path]:
-    """The database file, its WAL and shared memory, and the writer's signing key and anchors."""
-    return [path, *(Path(f"{path}{suffix}") for suffix in _COMPANIONS)]
-
-
-def copy_journal(path: Path, target: Path) -> None:
-    """Copy a closed journal and its signing key and anchors (so its writer keeps signing)."""
-    for source, copy in zip(journal_files(path), journal_files(target), strict=True):
-        if source.exists() and not source.name.endswith(("-wal", "-shm")):
-            shutil.copyfile(source, copy)
-
-
-def install(part: Path, path: Path) -> None:
-    """Move a freshly built journal (and its key and anchors, if any) into place."""
-    for suffix in _COMPANIONS:
-        companion = Path(f"{part}{suffix}")
-        if suffix in ("-wal", "-shm"):
-            companion.unlink(missing_ok=True)  # the writer checkpointed (TRUNCATE) on close
-        elif companion.exists():
-            companion.rename(Path(f"{path}{suffix}"))
-    part.rename(path)
-
-
 def ensure_journal(size: int) -> tuple[Path, float]:
     """The cached journal of ``size`` events (built if missing) and the seconds it took to build."""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -277,20 +251,7 @@ def child_verify(path: Path, records: bool, from_seq: int, loops: int) -> dict[s
 def child_scan(path: Path) -> dict[str, object]:
     """The baseline: a plain scan of the same rows with one SHA-256 per row over their text."""
     before = _rss_kb()
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.text_factory = bytes
-    start = time.perf_counter()
-    count = 0
-    cursor = conn.execute(
-        "SELECT prev_hash, seq, event_ulid, session_ulid, run_ulid, kind, actor,"
-        " timestamp_unix_ms, created_at_unix_ms, principal, device_id, channel, redacted,"
-        " redaction_rules, payload_json, hash FROM journal_events ORDER BY seq"
-    )
-    for row in cursor:
-        hashlib.sha256(row[0] + row[2] + row[3] + row[4] + row[9] + row[10] + row[14]).hexdigest()
-        count += 1
-    seconds = time.perf_counter() - start
-    conn.close()
+    count, seconds = scan_and_hash(path)
     return {"seconds": [seconds], "checked": count, "rss_growth_kb": _rss_kb() - before}
 
 
