@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
+from journal_helpers import assert_verified, file_bytes, read, run
 
 from journal_core import Journal, JournalReader, ValidationError, verify_file
 from journal_core.artifacts import (
@@ -28,44 +27,12 @@ from journal_core.artifacts import (
 )
 from journal_core.errors import ArtifactUnavailableError, RecordNotFoundError
 
-T = TypeVar("T")
 NOW = 1_750_000_000_000
 FAKE_TOKEN = "ghp_" + "A1b2C3d4" * 4 + "E5F6"
 SESSION = "01JAAAAAAAAAAAAAAAAAAAAAAA"
 RUN = "01JBBBBBBBBBBBBBBBBBBBBBBB"
 JOB = "01JCCCCCCCCCCCCCCCCCCCCCCC"
 MISSING = "01JDDDDDDDDDDDDDDDDDDDDDDD"
-
-
-def run(path: Path, scenario: Callable[[Journal], Awaitable[T]]) -> T:
-    """Open the journal at ``path``, run ``scenario`` with it, close it (checkpointing)."""
-
-    async def main() -> T:
-        async with await Journal.open(path) as journal:
-            return await scenario(journal)
-
-    return asyncio.run(main())
-
-
-def read(path: Path, scenario: Callable[[JournalReader], Awaitable[T]]) -> T:
-    """Run ``scenario`` with a read-only reader of ``path``."""
-
-    async def main() -> T:
-        async with await JournalReader.open(path) as reader:
-            return await scenario(reader)
-
-    return asyncio.run(main())
-
-
-def file_bytes(path: Path) -> bytes:
-    """The raw bytes of the database and of its -wal and -shm files, as far as they exist."""
-    parts = [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")]
-    return b"".join(part.read_bytes() for part in parts if part.exists())
-
-
-def assert_verified(path: Path) -> None:
-    _, report = verify_file(path)
-    assert report.ok, report.to_dict()
 
 
 def store(journal: Journal, content: bytes | str, **fields: object) -> Awaitable[Artifact]:
