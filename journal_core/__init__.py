@@ -20,6 +20,7 @@ from journal_core.errors import (
     PayloadTooLargeError,
     RecordNotFoundError,
     SchemaTooNewError,
+    ShipRefusedError,
     ValidationError,
 )
 from journal_core.events import Actor, EventInput, Kind
@@ -53,6 +54,7 @@ __all__ = [
     "RecordNotFoundError",
     "RedactionPolicy",
     "SchemaTooNewError",
+    "ShipRefusedError",
     "StoredEvent",
     "ValidationError",
     "VerifyReport",

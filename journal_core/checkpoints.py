@@ -906,6 +906,24 @@ def verify_anchors(
     ``tail_truncated`` or, when the file is a complete earlier state, ``rolled_back``.
     """
     report = AnchorReport(anchor_path=anchor_path, entries=len(entries))
+    verified, trust = walk_entries(report, journal_id, entries, roots)
+    if verified:
+        _compare_with_journal(conn, verified, trust, report)
+    return report
+
+
+def walk_entries(
+    report: AnchorReport,
+    journal_id: str,
+    entries: Sequence[SignedCheckpoint | MalformedEntry],
+    roots: Sequence[PublicKey],
+) -> tuple[list[SignedCheckpoint], _Trust]:
+    """Check each entry on its own and in order (signature, journal, monotony), into ``report``.
+
+    Returns the entries that verified and the trust reached after following key rotations;
+    sets ``verified_entries``, ``keys`` and ``latest_anchored_seq``. Comparing the entries with
+    a copy of the journal is the caller's part.
+    """
     findings = report.findings
     trust = _Trust(list(roots))
     verified: list[SignedCheckpoint] = []
@@ -972,11 +990,9 @@ def verify_anchors(
         previous = item
     report.verified_entries = len(verified)
     report.keys = [key.vkey for key in trust.trusted]
-    if not verified:
-        return report
-    report.latest_anchored_seq = max(item.checkpoint.seq for item in verified)
-    _compare_with_journal(conn, verified, trust, report)
-    return report
+    if verified:
+        report.latest_anchored_seq = max(item.checkpoint.seq for item in verified)
+    return verified, trust
 
 
 def _compare_with_journal(

@@ -79,8 +79,13 @@ def _build_parser() -> argparse.ArgumentParser:
     append.add_argument("--sync", choices=("NORMAL", "FULL"), default="NORMAL")
     append.add_argument("--max-payload-bytes", type=int, default=None)
 
-    verify = commands.add_parser("verify", help="verify the hash chain")
-    verify.add_argument("db")
+    verify = commands.add_parser(
+        "verify", help="verify the hash chain (of a file, or of every journal held centrally)"
+    )
+    verify.add_argument("db", help="journal file, or postgresql://... for the central store")
+    verify.add_argument(
+        "--journal", metavar="ID", help="with a central store: verify only this journal"
+    )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--from-seq", type=int, default=1, help="verify from this seq on")
     verify.add_argument(
@@ -97,6 +102,23 @@ def _build_parser() -> argparse.ArgumentParser:
         "--incremental",
         action="store_true",
         help="verify only the events after the newest trusted signed checkpoint",
+    )
+
+    ship = commands.add_parser(
+        "ship",
+        help="copy a journal into the central PostgreSQL store (the fleet's witness)",
+        description=(
+            "Copy the journal's events, record rows, keys and checkpoints into the central store,"
+            " verified batch by batch; continuously (applying central approval decisions) or"
+            " --once. Exit 1 when the central store refuses the journal's history."
+        ),
+    )
+    ship.add_argument("db", help="the host's journal file")
+    ship.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
+    ship.add_argument("--once", action="store_true", help="ship what is there, then exit")
+    ship.add_argument("--batch", type=int, default=5_000, help="events per batch (default 5000)")
+    ship.add_argument(
+        "--interval", type=float, default=0.1, help="seconds between checks (default 0.1)"
     )
 
     tail = commands.add_parser("tail", help="print the newest events")
@@ -326,6 +348,10 @@ def _format_anchor_report(anchors: AnchorReport) -> list[str]:
 def _verify(args: argparse.Namespace) -> int:
     if args.from_seq < 1:
         raise CliError("--from-seq must be >= 1")
+    if args.db.startswith(("postgresql://", "postgres://")):
+        return _verify_central(args)
+    if args.journal is not None:
+        raise CliError("--journal applies to a central store (postgresql://...) only")
     if is_palyra_journal(args.db):
         return _verify_palyra(args)
     if args.anchor is not None and (args.from_seq != 1 or args.incremental):
@@ -352,6 +378,45 @@ def _verify(args: argparse.Namespace) -> int:
             for line in _format_anchor_report(anchors):
                 _write_line(sys.stdout, line)
     return EXIT_OK if ok else EXIT_REFUSED
+
+
+def _verify_central(args: argparse.Namespace) -> int:
+    """``verify`` of every journal the central store holds (same codes and exit statuses)."""
+    if args.anchor is not None or args.incremental or args.from_seq != 1 or args.pubkey:
+        raise CliError(
+            "a central store is verified whole: drop --anchor, --pubkey, --from-seq and"
+            " --incremental (its checkpoints are checked from each journal's first key)"
+        )
+    from journal_core.central import commands
+
+    def write(line: str) -> None:
+        if not args.json:
+            _write_line(sys.stdout, line)
+
+    status, documents = commands.verify(args.db, journal_id=args.journal, write=write)
+    if args.json:
+        _write_json(
+            sys.stdout,
+            {"status": "ok" if status == EXIT_OK else "broken", "journals": documents},
+        )
+    return status
+
+
+def _ship(args: argparse.Namespace) -> int:
+    if not 1 <= args.batch <= 1_000_000:
+        raise CliError("--batch must be in 1..1000000")
+    if args.interval <= 0:
+        raise CliError("--interval must be > 0")
+    from journal_core.central import commands
+
+    return commands.ship(
+        args.db,
+        args.to,
+        once=args.once,
+        batch_size=args.batch,
+        interval=args.interval,
+        write=lambda line: _write_line(sys.stdout, line),
+    )
 
 
 def _verify_palyra(args: argparse.Namespace) -> int:
@@ -613,6 +678,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_append(args))
         if command == "verify":
             return _verify(args)
+        if command == "ship":
+            return _ship(args)
         if command == "tail":
             return asyncio.run(_tail(args))
         if command == "export":

@@ -260,3 +260,28 @@ class BackupTargetExistsError(JournalError, FileExistsError):
 
 class MaintenanceUnavailableError(JournalError):
     """A maintenance step cannot run on this file as it is laid out; the message says why."""
+
+
+class CentralStoreError(JournalError):
+    """The central PostgreSQL store cannot be reached, is not one, or failed a request."""
+
+
+class ShipRefusedError(JournalError):
+    """The central store (the witness) refused a journal's history.
+
+    ``code`` is ``history_rewritten`` (the host's events differ from those already held, from
+    ``seq`` on), ``rolled_back`` (the host's journal ends before the held head), a chain break
+    code from the batch's own links, or a record or checkpoint mismatch.
+    """
+
+    def __init__(self, journal_id: str, code: str, seq: int | None, detail: str) -> None:
+        self.journal_id = journal_id
+        self.code = code
+        self.seq = seq
+        self.detail = detail
+        where = f" at seq {seq}" if seq is not None else ""
+        super().__init__(
+            f"the central store refused journal {journal_id}: {code}{where}: {detail}."
+            " Shipping for this journal has stopped; check the host's journal with"
+            " `journal verify DB --anchor DB.anchors`"
+        )

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -276,7 +277,17 @@ def _row_checks(
         + f" FROM {spec.table} AS r LEFT JOIN journal_events AS e ON e.seq = r.event_seq"
         + " WHERE r.event_seq <= ? OR e.seq IS NULL"
     )
-    for row in conn.execute(query, (up_to_seq,)):
+    return check_rows(spec, conn.execute(query, (up_to_seq,)))
+
+
+def check_rows(spec: RecordSpec, rows: Iterable[Sequence[Any]]) -> Iterator[RecordBreak | None]:
+    """Judge record rows against the events they point at: a break, or None for a good row.
+
+    Each row is ``(key text, event_seq, the event's kind, its payload_json, *spec.columns)``,
+    with None for the event's fields when no event has that seq. Shared by every store that
+    holds record rows (the journal file, the central store).
+    """
+    for row in rows:
         key, event_seq, kind, payload_text = row[0], row[1], row[2], row[3]
         key_text = str(key)
         if kind is None:
@@ -373,13 +384,13 @@ def verify_records(conn: sqlite3.Connection, up_to_seq: int) -> RecordsReport:
                 (spec.table,),
             )
             for key, latest, row_seq, purged_seq in rows:
-                _judge(report, spec, str(key), latest, row_seq, purged_seq)
+                judge_latest(report, spec, str(key), latest, row_seq, purged_seq)
     finally:
         _drop_temp(conn)
     return report
 
 
-def _judge(
+def judge_latest(
     report: RecordsReport,
     spec: RecordSpec,
     key: str,
@@ -387,7 +398,11 @@ def _judge(
     row_seq: int | None,
     purged_seq: int | None,
 ) -> None:
-    """Compare a record's newest chained event with the row (if any) and its tombstone."""
+    """Compare a record's newest chained event with the row (if any) and its tombstone.
+
+    ``latest`` is the seq of the record's newest ``record_written`` event, ``row_seq`` the
+    ``event_seq`` of the stored row (None: no row), ``purged_seq`` the newest tombstone naming it.
+    """
     purged = purged_seq is not None and purged_seq > latest
     if purged and row_seq is None:
         report.purged_rows += 1

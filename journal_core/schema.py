@@ -19,6 +19,26 @@ APPLICATION_ID = 0x4A524E4C  # "JRNL"
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+#: Every stored column of ``journal_events``, in the order readers and copies use.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "seq",
+    "event_ulid",
+    "session_ulid",
+    "run_ulid",
+    "kind",
+    "actor",
+    "timestamp_unix_ms",
+    "payload_json",
+    "redacted",
+    "redaction_rules",
+    "hash",
+    "prev_hash",
+    "principal",
+    "device_id",
+    "channel",
+    "created_at_unix_ms",
+)
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One forward step of the schema."""

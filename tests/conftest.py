@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postgres_server import find_bindir, running_server
 
 from journal_core import EventInput, Journal
 
@@ -135,3 +137,21 @@ def raw_connection(path: Path) -> Iterator[sqlite3.Connection]:
 def raw_db() -> RawConnect:
     """``with raw_db(path) as conn:`` a plain sqlite3 connection to tamper with the file."""
     return raw_connection
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server on loopback for the whole run (see tests/postgres_server.py)."""
+    if find_bindir() is None:
+        if os.environ.get("JOURNAL_REQUIRE_POSTGRES") == "1":
+            pytest.fail("JOURNAL_REQUIRE_POSTGRES=1 but PostgreSQL's server binaries are missing")
+        pytest.skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def central_url(postgres: Any, request: pytest.FixtureRequest) -> str:
+    """A URL of a fresh, empty database on the test server, one per test."""
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:55]
+    return str(postgres.create_database(name))

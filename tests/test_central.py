@@ -1,0 +1,540 @@
+"""The central store on a real PostgreSQL server: shipping, the witness, verification, decisions.
+
+Every test gets a fresh database on a server the tests start themselves (``conftest.postgres``).
+Journals are real files written through the public API (the demo daemon, approvals); tampering
+is done on the SQLite file or, for the central copy, in PostgreSQL itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from journal_helpers import read
+
+from journal_core import Journal, ShipRefusedError, verify_file
+from journal_core.approvals import OPTIONS, decide, get_approval, request_approval
+from journal_core.central.connection import connect_central, connect_central_async
+from journal_core.central.decisions import (
+    CentralDecisionTakenError,
+    apply_pending,
+    central_decision,
+    request_decision,
+)
+from journal_core.central.ship import Shipper, follow
+from journal_core.central.verify import verify_central
+from journal_core.chain import LINK_COLUMNS, link_hash
+from journal_core.cli import run as cli_run
+from journal_core.demo import DemoConfig, run_demo
+from journal_core.errors import CentralStoreError, ValidationError
+from journal_core.records import RECORD_SPECS
+from journal_core.schema import EVENT_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _demo(path: Path, events: int, seed: int = 3) -> None:
+    async def main() -> None:
+        async with await Journal.open(path) as journal:
+            await run_demo(journal, DemoConfig(seed=seed, rate=0, agents=4), max_events=events)
+
+    asyncio.run(main())
+
+
+def _ship(path: Path, url: str, batch: int = 500) -> Any:
+    central = connect_central(url)
+    shipper = Shipper(path, central, url=url, batch_size=batch)
+    try:
+        return shipper.ship_once()
+    finally:
+        shipper.close()
+        central.close()
+
+
+def _central_rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _host_rows(path: Path, sql: str) -> list[Any]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def _verify(url: str) -> list[Any]:
+    central = connect_central(url)
+    try:
+        return verify_central(central, url)
+    finally:
+        central.close()
+
+
+# --- shipping ---------------------------------------------------------------------------------
+
+
+def test_ship_copies_events_records_and_checkpoints_exactly(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 1_500)
+    result = _ship(db, central_url)
+    head = _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
+    assert result.events == head
+    assert result.head_seq == head
+    assert result.batches >= 3
+    columns = "seq, event_ulid, payload_json, hash, prev_hash, redaction_rules, channel"
+    host = _host_rows(db, f"SELECT {columns} FROM journal_events ORDER BY seq")
+    central = _central_rows(central_url, f"SELECT {columns} FROM journal_events ORDER BY seq")
+    assert [tuple(row) for row in central] == [tuple(row) for row in host]
+    for table in ("orchestrator_sessions", "orchestrator_runs", "approvals", "tool_jobs"):
+        host_count = _host_rows(db, f"SELECT count(*) FROM {table}")[0][0]
+        assert _central_rows(central_url, f"SELECT count(*) FROM {table}")[0][0] == host_count
+    host_checkpoints = _host_rows(db, "SELECT id, seq, head_hash, note FROM journal_checkpoints")
+    assert host_checkpoints, "the demo signs checkpoints"
+    assert [
+        tuple(r)
+        for r in _central_rows(
+            central_url, "SELECT id, seq, head_hash, note FROM journal_checkpoints ORDER BY id"
+        )
+    ] == [tuple(r) for r in host_checkpoints]
+    [report] = _verify(central_url)
+    _, file_report = verify_file(db)
+    assert report.ok, report.to_dict()
+    assert report.chain.records_checked == file_report.records_checked
+    assert report.chain.records_purged == file_report.records_purged
+    assert report.checkpoints.verified_entries == len(host_checkpoints)
+
+
+def test_shipping_again_is_idempotent_and_resumes_at_the_central_head(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 600)
+    first = _ship(db, central_url)
+    again = _ship(db, central_url)
+    assert again.events == 0
+    assert again.head_seq == first.head_seq
+    _demo(db, 400, seed=4)  # the same journal goes on
+    more = _ship(db, central_url)
+    head = _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
+    assert more.events == head - first.head_seq
+    count = _central_rows(central_url, "SELECT count(*), max(seq) FROM journal_events")[0]
+    assert tuple(count) == (head, head)
+    [report] = _verify(central_url)
+    assert report.ok, report.to_dict()
+
+
+def test_two_journals_shipped_concurrently_while_they_are_written(
+    tmp_path: Path, central_url: str
+) -> None:
+    paths = [tmp_path / "a.db", tmp_path / "b.db"]
+    for index, path in enumerate(paths):
+        _demo(path, 200, seed=index + 1)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def ship_forever(path: Path) -> None:
+        central = connect_central(central_url)
+        shipper = Shipper(path, central, url=central_url, batch_size=97)
+        try:
+            follow(shipper, interval=0.02, should_stop=stop.is_set)
+            shipper.ship_once()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            shipper.close()
+            central.close()
+
+    threads = [threading.Thread(target=ship_forever, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    for index, path in enumerate(paths):
+        _demo(path, 1_200, seed=index + 10)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    reports = _verify(central_url)
+    assert len(reports) == 2
+    for report in reports:
+        assert report.ok, report.to_dict()
+    heads = {r.journal_id: r.head_seq for r in reports}
+    for path in paths:
+        host_head = _host_rows(path, "SELECT MAX(seq) FROM journal_events")[0][0]
+        journal_id = _host_rows(path, "SELECT value FROM journal_meta WHERE key='journal_id'")[0][0]
+        assert heads[journal_id] == host_head
+
+
+def test_a_shipper_killed_mid_batch_resumes_with_nothing_duplicated_or_missing(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 6_000)
+    head = _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "journal_core", "ship", str(db), "--to", central_url]
+    kills = 0
+    for delay in (0.6, 0.9, 1.2):
+        process = subprocess.Popen(
+            [*command, "--batch", "300"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        kills += 1
+        shipped = _central_rows(central_url, "SELECT count(*), max(seq) FROM journal_events")
+        count, top = shipped[0]
+        assert count == (top or 0), "no gap and no duplicate after a kill"
+    assert kills == 3
+    done = subprocess.run(
+        [*command, "--once"], check=False, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    count, top = _central_rows(central_url, "SELECT count(*), max(seq) FROM journal_events")[0]
+    assert (count, top) == (head, head)
+    [report] = _verify(central_url)
+    assert report.ok, report.to_dict()
+
+
+# --- the witness ------------------------------------------------------------------------------
+
+
+def _rewrite_from(db: Path, seq: int) -> None:
+    """Rewrite history the way an intruder with the file would: edit an event, then recompute
+    every later link so the file's own chain verifies again."""
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER IF EXISTS journal_events_no_update")
+    conn.execute(
+        "UPDATE journal_events SET payload_json = ? WHERE seq = ?",
+        ('{"text":"nothing happened here"}', seq),
+    )
+    prev = conn.execute("SELECT hash FROM journal_events WHERE seq = ?", (seq - 1,)).fetchone()[0]
+    columns = ", ".join(LINK_COLUMNS[1:])
+    for row in conn.execute(
+        f"SELECT {columns} FROM journal_events WHERE seq >= ? ORDER BY seq", (seq,)
+    ).fetchall():
+        new_hash = link_hash((prev, *row))
+        conn.execute(
+            "UPDATE journal_events SET prev_hash = ?, hash = ? WHERE seq = ?",
+            (prev, new_hash, row[0]),
+        )
+        prev = new_hash
+    conn.commit()
+    conn.close()
+
+
+def test_the_witness_refuses_a_rewritten_host_journal_by_journal_and_seq(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 800)
+    shipped = _ship(db, central_url)
+    before = _central_rows(central_url, "SELECT seq, hash FROM journal_events ORDER BY seq")
+    _rewrite_from(db, 300)
+    _, file_report = verify_file(db, records=False)
+    assert file_report.ok, "the rewrite is clean: the file's own chain verifies"
+    with pytest.raises(ShipRefusedError) as refused:
+        _ship(db, central_url)
+    assert refused.value.code == "history_rewritten"
+    assert refused.value.seq == 300
+    assert _central_rows(central_url, "SELECT seq, hash FROM journal_events ORDER BY seq") == before
+    row = _central_rows(central_url, "SELECT refused_code, refused_seq, head_seq FROM journals")[0]
+    assert tuple(row) == ("history_rewritten", 300, shipped.head_seq)
+    [report] = _verify(central_url)
+    assert report.chain.ok
+    assert not report.ok
+    assert [(f.code, f.seq) for f in report.findings] == [("history_rewritten", 300)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = subprocess.run(
+        [sys.executable, "-m", "journal_core", "ship", str(db), "--to", central_url, "--once"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 1
+    assert "history_rewritten at seq 300" in cli.stdout
+    assert "Traceback" not in cli.stderr
+
+
+def test_the_witness_refuses_a_rolled_back_host_journal(tmp_path: Path, central_url: str) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 500)
+    old = tmp_path / "old.db"
+    src = sqlite3.connect(db)
+    dst = sqlite3.connect(old)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    _demo(db, 500, seed=9)
+    _ship(db, central_url)
+    shutil.copy(old, db)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(ShipRefusedError) as refused:
+        _ship(db, central_url)
+    assert refused.value.code == "rolled_back"
+
+
+def test_postgresql_itself_refuses_events_that_do_not_extend_the_head(
+    tmp_path: Path, central_url: str
+) -> None:
+    """A modified shipper cannot get past the witness: the trigger checks every insert."""
+    db = tmp_path / "host.db"
+    _demo(db, 300)
+    _ship(db, central_url)
+    journal_id, head_seq, head_hash = _central_rows(
+        central_url, "SELECT journal_id, head_seq, head_hash FROM journals"
+    )[0]
+    values = (
+        journal_id,
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "s",
+        "r",
+        1,
+        1,
+        1,
+        "{}",
+        0,
+        "h",
+        "p",
+        "x",
+        "y",
+        1,
+    )
+    insert = (
+        "INSERT INTO journal_events (journal_id, seq, event_ulid, session_ulid, run_ulid, kind,"
+        " actor, timestamp_unix_ms, payload_json, redacted, hash, prev_hash, principal,"
+        " device_id, created_at_unix_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+        " %s, %s, %s)"
+    )
+    with psycopg.connect(central_url, autocommit=True) as conn:
+        for seq, prev in (
+            (head_seq + 1, "0" * 64),
+            (head_seq + 2, head_hash),
+            (head_seq, head_hash),
+        ):
+            row = (values[0], seq, *values[1:9], "h", prev, "x", "y", 1)
+            with pytest.raises(psycopg.Error):
+                conn.execute(insert, row)
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute("UPDATE journal_events SET payload_json = '{}' WHERE seq = 1")
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute("DELETE FROM journal_events WHERE seq = %s", (head_seq,))
+    assert _central_rows(central_url, "SELECT head_seq FROM journals")[0][0] == head_seq
+
+
+# --- verifying the central copy ---------------------------------------------------------------
+
+
+def _tamper_central(url: str, sql: str, params: tuple[object, ...] = ()) -> None:
+    """Edit the central copy as a database superuser would, triggers out of the way."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(sql, params)
+
+
+def test_central_verify_finds_edits_to_the_central_copy(tmp_path: Path, central_url: str) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 900)
+    _ship(db, central_url)
+    _tamper_central(
+        central_url, "UPDATE journal_events SET payload_json = '{\"x\":1}' WHERE seq = 100"
+    )
+    _tamper_central(central_url, "DELETE FROM journal_events WHERE seq = 200")
+    _tamper_central(
+        central_url,
+        "UPDATE orchestrator_runs SET state = 'done' WHERE run_ulid ="
+        " (SELECT run_ulid FROM orchestrator_runs WHERE state <> 'done' LIMIT 1)",
+    )
+    [report] = _verify(central_url)
+    assert not report.ok
+    codes = {(b.code.value, b.seq) for b in report.chain.breaks}
+    assert ("hash_mismatch", 100) in codes
+    assert ("missing_event", 200) in codes
+    assert "record_digest_mismatch" in {b.code for b in report.chain.record_breaks}
+    status = cli_run(["verify", central_url])
+    assert status == 1
+
+
+def test_central_verify_cli_reports_every_journal(
+    tmp_path: Path, central_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("a", "b"):
+        _demo(tmp_path / f"{name}.db", 300, seed=ord(name))
+        _ship(tmp_path / f"{name}.db", central_url)
+    assert cli_run(["verify", central_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert all(": intact: " in line for line in lines)
+    assert cli_run(["verify", central_url, "--json"]) == 0
+    document = __import__("orjson").loads(capsys.readouterr().out)
+    assert document["status"] == "ok"
+    assert len(document["journals"]) == 2
+    assert cli_run(["verify", central_url, "--anchor", "x.anchors"]) == 2
+    assert "verified whole" in capsys.readouterr().err
+
+
+def test_bad_urls_and_foreign_databases_are_refused_clearly(
+    tmp_path: Path, central_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(CentralStoreError, match="not a PostgreSQL URL"):
+        connect_central("mysql://x")
+    with psycopg.connect(central_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE customers (id int)")
+    with pytest.raises(CentralStoreError, match="holds other tables"):
+        connect_central(central_url)
+    db = tmp_path / "host.db"
+    _demo(db, 50)
+    port_closed = "postgresql://postgres@127.0.0.1:1/none"
+    assert cli_run(["ship", str(db), "--to", port_closed, "--once"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot connect to the central store" in err
+    assert "Traceback" not in err
+    assert cli_run(["ship", str(db), "--to", central_url, "--once", "--batch", "0"]) == 2
+
+
+# --- central decisions ------------------------------------------------------------------------
+
+
+def _pending_approval(db: Path) -> str:
+    async def main() -> str:
+        async with await Journal.open(db) as journal:
+            approval = await request_approval(
+                journal,
+                principal="agent:helper",
+                device_id="laptop-1",
+                subject_type="tool",
+                subject_id="shell",
+                summary="run ls in /srv",
+                prompt={
+                    "title": "Run shell command",
+                    "risk_level": "high",
+                    "summary": "ls -la /srv",
+                    "options": list(OPTIONS),
+                },
+                timeout_seconds=600,
+            )
+            return approval.approval_id
+
+    return asyncio.run(main())
+
+
+def _request(url: str, journal_id: str, approval_id: str, **fields: Any) -> Any:
+    async def main() -> Any:
+        conn = await connect_central_async(url)
+        try:
+            return await request_decision(
+                conn,
+                journal_id,
+                approval_id,
+                decision=fields.get("decision", "allow"),
+                scope="once",
+                decided_by=fields.get("decided_by", "ops@central"),
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+def test_a_central_decision_reaches_the_daemon_that_asked(tmp_path: Path, central_url: str) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 100)
+    approval_id = _pending_approval(db)
+    result = _ship(db, central_url)
+    queued = _request(central_url, result.journal_id, approval_id)
+    assert queued.status == "pending"
+    with pytest.raises(CentralDecisionTakenError, match="first decision stands"):
+        _request(central_url, result.journal_id, approval_id, decided_by="other@central")
+    central = connect_central(central_url)
+    try:
+        assert apply_pending(central, db, result.journal_id) == 1
+    finally:
+        central.close()
+    approval = read(db, lambda reader: get_approval(reader, approval_id))
+    assert (approval.decision, approval.decided_by, approval.decision_channel) == (
+        "allow",
+        "ops@central",
+        "central",
+    )
+    _ship(db, central_url)
+    row = _central_rows(
+        central_url,
+        "SELECT a.decision, a.decision_channel, d.status FROM approvals a JOIN central_decisions d"
+        " USING (journal_id, approval_ulid) WHERE approval_ulid = %s",
+        (approval_id,),
+    )[0]
+    assert tuple(row) == ("allow", "central", "applied")
+    with pytest.raises(ValidationError, match="already decided"):
+        _request(central_url, result.journal_id, approval_id, decided_by="late@central")
+    [report] = _verify(central_url)
+    assert report.ok, report.to_dict()
+
+
+def test_a_local_decision_first_makes_the_central_one_lose(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 100)
+    approval_id = _pending_approval(db)
+    result = _ship(db, central_url)
+    _request(central_url, result.journal_id, approval_id, decision="allow")
+
+    async def local_deny() -> None:
+        async with await Journal.open(db) as journal:
+            await decide(
+                journal, approval_id, decision="deny", scope="once", decided_by="me", channel="tui"
+            )
+
+    asyncio.run(local_deny())
+    central = connect_central(central_url)
+    try:
+        apply_pending(central, db, result.journal_id)
+    finally:
+        central.close()
+    approval = read(db, lambda reader: get_approval(reader, approval_id))
+    assert (approval.decision, approval.decided_by) == ("deny", "me")
+
+    async def status() -> Any:
+        conn = await connect_central_async(central_url)
+        try:
+            return await central_decision(conn, result.journal_id, approval_id)
+        finally:
+            await conn.close()
+
+    settled = asyncio.run(status())
+    assert settled.status == "lost"
+    assert "deny by me via tui" in (settled.outcome or "")
+
+
+def test_central_tables_mirror_the_file_columns(central_url: str) -> None:
+    """Every record table and the event table hold exactly the file's columns (plus the id)."""
+    connect_central(central_url).close()
+
+    def columns(table: str) -> list[str]:
+        rows = _central_rows(
+            central_url,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+            " ORDER BY ordinal_position",
+            (table,),
+        )
+        return [str(row[0]) for row in rows]
+
+    assert columns("journal_events") == ["journal_id", *EVENT_COLUMNS, "shipped_at"]
+    for spec in RECORD_SPECS:
+        assert columns(spec.table) == ["journal_id", *spec.columns, "event_seq"], spec.table
