@@ -32,6 +32,7 @@ from journal_core.errors import (
 from journal_core.events import Actor
 from journal_core.ids import new_ulid
 from journal_core.reader import JournalReader
+from journal_core.reads import Reads
 from journal_core.records import APPROVALS, RecordContext, read_row, write_record
 from journal_core.schema import now_ms as wall_clock_ms
 from journal_core.store import Journal, WriteContext
@@ -538,7 +539,7 @@ async def expire_pending(journal: Journal, *, now_ms: int | None = None) -> list
 # --- reads ------------------------------------------------------------------------------------
 
 
-async def get_approval(reader: JournalReader, approval_id: str) -> Approval:
+async def get_approval(reader: Reads, approval_id: str) -> Approval:
     """The approval with ``approval_id``."""
     approval_ulid = validate.ulid("approval_id", approval_id)
     rows = await reader.fetchall(
@@ -557,7 +558,7 @@ _RISK_ORDER = (
 
 
 async def list_pending(
-    reader: JournalReader, *, now_ms: int | None = None, limit: int = 500
+    reader: Reads, *, now_ms: int | None = None, limit: int = 500
 ) -> list[Approval]:
     """Undecided requests not yet expired at ``now_ms`` (default: now), most urgent first.
 
@@ -572,7 +573,7 @@ async def list_pending(
     return [_approval(row) for row in rows]
 
 
-async def list_decided(reader: JournalReader, *, limit: int = 200) -> list[Approval]:
+async def list_decided(reader: Reads, *, limit: int = 200) -> list[Approval]:
     """Answered and timed-out requests, newest decision first (the history)."""
     rows = await reader.fetchall(
         f"SELECT {_COLUMNS} FROM approvals WHERE decision IS NOT NULL"
@@ -582,7 +583,7 @@ async def list_decided(reader: JournalReader, *, limit: int = 200) -> list[Appro
     return [_approval(row) for row in rows]
 
 
-async def list_for_run(reader: JournalReader, run_id: str) -> list[Approval]:
+async def list_for_run(reader: Reads, run_id: str) -> list[Approval]:
     """A run's approval requests in the order they were made."""
     run_ulid = validate.ulid("run_id", run_id)
     rows = await reader.fetchall(

@@ -141,7 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "Open the inspector on a journal, read-only: deciding an approval is its only write."
         ),
     )
-    tui.add_argument("db")
+    tui.add_argument("db", help="journal file, or postgresql://... for the fleet's central store")
     tui.add_argument("--read-only", action="store_true", help="disable approval decisions")
     tui.add_argument("--as", dest="decider", help="who decides approvals (default: user@host)")
 

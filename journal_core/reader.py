@@ -33,6 +33,7 @@ from journal_core.checkpoints import (
 from journal_core.connection import JournalInfo, describe_sqlite_error, open_reader
 from journal_core.errors import JournalClosedError
 from journal_core.events import actor_name, kind_name, loads_json
+from journal_core.fts import match_expression
 from journal_core.records import verify_records
 
 _EVENT_COLUMNS = (
@@ -102,7 +103,8 @@ class StoredEvent:
         }
 
 
-def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
+def event_from_row(row: tuple[Any, ...]) -> StoredEvent:
+    """A :class:`StoredEvent` from a row of ``journal_events``' columns in stored order."""
     rules_text = row[9]
     rules: tuple[str, ...] = ()
     if isinstance(rules_text, str) and rules_text:
@@ -305,6 +307,19 @@ class JournalReader:
         except ValueError as error:  # aiosqlite: the connection was closed under the query
             raise JournalClosedError(f"the reader of {self.info.path} is closed") from error
 
+    def transcript_match(self, text: str) -> tuple[str, tuple[object, ...]] | None:
+        """Sessions whose transcript holds every word of ``text`` (FTS5 over the tape)."""
+        match = match_expression(text, every_word=True)
+        if match is None:
+            return None
+        return (
+            "s.session_ulid IN (SELECT r.session_ulid FROM orchestrator_tape_fts AS f"
+            " JOIN orchestrator_tape AS t ON t.rowid = f.rowid"
+            " JOIN orchestrator_runs AS r ON r.run_ulid = t.run_ulid"
+            " WHERE orchestrator_tape_fts MATCH ?)",
+            (match,),
+        )
+
     async def data_version(self) -> int:
         """A number that changes whenever another connection commits to the file."""
         rows = await self.fetchall("PRAGMA data_version")
@@ -331,7 +346,7 @@ class JournalReader:
             f"SELECT {_EVENT_COLUMNS} FROM journal_events WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         )
-        return [_event_from_row(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     async def last_events(self, count: int) -> list[StoredEvent]:
         """The newest ``count`` events, oldest first."""
@@ -340,14 +355,14 @@ class JournalReader:
         rows = await self.fetchall(
             f"SELECT {_EVENT_COLUMNS} FROM journal_events ORDER BY seq DESC LIMIT ?", (count,)
         )
-        return [_event_from_row(row) for row in reversed(rows)]
+        return [event_from_row(row) for row in reversed(rows)]
 
     async def event(self, seq: int) -> StoredEvent | None:
         """The event at ``seq``, or None."""
         rows = await self.fetchall(
             f"SELECT {_EVENT_COLUMNS} FROM journal_events WHERE seq = ?", (seq,)
         )
-        return _event_from_row(rows[0]) if rows else None
+        return event_from_row(rows[0]) if rows else None
 
     async def verify(
         self, *, from_seq: int = 1, progress: ProgressCallback | None = None

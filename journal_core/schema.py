@@ -39,6 +39,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "created_at_unix_ms",
 )
 
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One forward step of the schema."""

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from journal_core import validate
 from journal_core.errors import InvalidTransitionError, RecordNotFoundError, ValidationError
 from journal_core.events import Actor
-from journal_core.fts import match_expression
 from journal_core.ids import new_ulid
-from journal_core.reader import JournalReader
+from journal_core.reads import Reads
 from journal_core.records import (
     RUN_LIFECYCLE,
     RUNS,
@@ -444,7 +443,7 @@ async def add_tokens(
 # --- reads ------------------------------------------------------------------------------------
 
 
-async def get_session(reader: JournalReader, session_id: str) -> Session:
+async def get_session(reader: Reads, session_id: str) -> Session:
     """The session with ``session_id``."""
     session_ulid = validate.ulid("session_id", session_id)
     rows = await reader.fetchall(
@@ -457,7 +456,7 @@ async def get_session(reader: JournalReader, session_id: str) -> Session:
 
 
 async def list_sessions(
-    reader: JournalReader, *, include_archived: bool = False, limit: int = 1_000
+    reader: Reads, *, include_archived: bool = False, limit: int = 1_000
 ) -> list[Session]:
     """Sessions, most recently active first."""
     where = "" if include_archived else "WHERE archived_at_unix_ms IS NULL"
@@ -469,7 +468,7 @@ async def list_sessions(
     return [_session(row) for row in rows]
 
 
-async def get_run(reader: JournalReader, run_id: str) -> Run:
+async def get_run(reader: Reads, run_id: str) -> Run:
     """The run with ``run_id``."""
     run_ulid = validate.ulid("run_id", run_id)
     rows = await reader.fetchall(
@@ -480,7 +479,7 @@ async def get_run(reader: JournalReader, run_id: str) -> Run:
     return _run(rows[0])
 
 
-async def list_runs(reader: JournalReader, session_id: str) -> list[Run]:
+async def list_runs(reader: Reads, session_id: str) -> list[Run]:
     """A session's runs in the order they were created."""
     session_ulid = validate.ulid("session_id", session_id)
     rows = await reader.fetchall(
@@ -491,7 +490,7 @@ async def list_runs(reader: JournalReader, session_id: str) -> list[Run]:
     return [_run(row) for row in rows]
 
 
-async def run_lifecycle(reader: JournalReader, run_id: str) -> list[LifecycleEntry]:
+async def run_lifecycle(reader: Reads, run_id: str) -> list[LifecycleEntry]:
     """A run's state changes, oldest first."""
     run_ulid = validate.ulid("run_id", run_id)
     rows = await reader.fetchall(
@@ -520,7 +519,7 @@ class SessionSummary:
 
 
 async def session_summaries(
-    reader: JournalReader,
+    reader: Reads,
     *,
     state: str | None = None,
     text: str | None = None,
@@ -543,21 +542,16 @@ async def session_summaries(
     if text is not None and text.strip():
         needle = validate.text("text", text.strip(), max_bytes=1_024)
         like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        match = match_expression(needle, every_word=True)
         searched = [
             "s.session_key LIKE ? ESCAPE '\\'",
             "COALESCE(s.session_label, '') LIKE ? ESCAPE '\\'",
             "COALESCE(s.auto_title, '') LIKE ? ESCAPE '\\'",
         ]
         params.extend([like, like, like])
+        match = reader.transcript_match(needle)
         if match is not None:
-            searched.append(
-                "s.session_ulid IN (SELECT r.session_ulid FROM orchestrator_tape_fts AS f"
-                " JOIN orchestrator_tape AS t ON t.rowid = f.rowid"
-                " JOIN orchestrator_runs AS r ON r.run_ulid = t.run_ulid"
-                " WHERE orchestrator_tape_fts MATCH ?)"
-            )
-            params.append(match)
+            searched.append(match[0])
+            params.extend(match[1])
         clauses.append("(" + " OR ".join(searched) + ")")
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     params.append(validate.integer("limit", limit, minimum=1, maximum=100_000))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from journal_core import validate
 from journal_core.errors import RecordNotFoundError, ValidationError
 from journal_core.events import loads_json, prepare_payload
-from journal_core.reader import JournalReader
+from journal_core.reads import Reads
 from journal_core.records import TAPE, RecordContext, write_record
 from journal_core.store import Journal, WriteContext
 
@@ -161,7 +161,7 @@ def _cut(
 
 
 async def read_tape(
-    reader: JournalReader,
+    reader: Reads,
     run_id: str,
     *,
     after_seq: int = 0,
@@ -182,7 +182,7 @@ async def read_tape(
 
 
 async def session_transcript(
-    reader: JournalReader,
+    reader: Reads,
     session_id: str,
     *,
     after: TranscriptCursor | None = None,

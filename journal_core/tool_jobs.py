@@ -43,7 +43,7 @@ from journal_core.errors import (
 )
 from journal_core.events import MAX_TIMESTAMP_MS, Actor
 from journal_core.ids import new_ulid
-from journal_core.reader import JournalReader
+from journal_core.reads import Reads
 from journal_core.records import (
     TOOL_JOB_TAIL,
     TOOL_JOBS,
@@ -708,7 +708,7 @@ async def sweep_stale(
 # --- reads ------------------------------------------------------------------------------------
 
 
-async def get_job(reader: JournalReader, job_id: str) -> ToolJob:
+async def get_job(reader: Reads, job_id: str) -> ToolJob:
     """The job with ``job_id``."""
     job_ulid = validate.ulid("job_id", job_id)
     rows = await reader.fetchall(
@@ -720,7 +720,7 @@ async def get_job(reader: JournalReader, job_id: str) -> ToolJob:
 
 
 async def list_jobs(
-    reader: JournalReader,
+    reader: Reads,
     *,
     run_id: str | None = None,
     session_id: str | None = None,
@@ -753,7 +753,7 @@ async def list_jobs(
 
 
 async def read_output(
-    reader: JournalReader,
+    reader: Reads,
     job_id: str,
     *,
     after_seq: int = 0,
@@ -788,7 +788,7 @@ async def read_output(
 
 
 async def _plan_page(
-    reader: JournalReader, job_ulid: str, offset: int, entry_limit: int, byte_limit: int
+    reader: Reads, job_ulid: str, offset: int, entry_limit: int, byte_limit: int
 ) -> tuple[int | None, bool]:
     """The last seq a page should hold, and whether entries remain after it.
 
@@ -835,7 +835,7 @@ class EarlierOutput:
 
 
 async def read_output_before(
-    reader: JournalReader,
+    reader: Reads,
     job_id: str,
     *,
     before_seq: int | None = None,

@@ -21,11 +21,12 @@ from journal_core import JournalError
 from journal_tui import clock
 from journal_tui.approvals_pane import ApprovalsPane
 from journal_tui.chain_pane import ChainPane
+from journal_tui.daemons_pane import DaemonsPane
 from journal_tui.dialogs import HelpDialog
 from journal_tui.jobs_pane import JobsPane
 from journal_tui.render import ago, literal
 from journal_tui.sessions_pane import SessionsPane
-from journal_tui.source import JournalSource
+from journal_tui.source import Source
 from journal_tui.transcript_screen import TranscriptScreen
 
 POLL_SECONDS = 0.1
@@ -37,6 +38,7 @@ class JournalApp(App[None]):
     CSS_PATH = "inspector.tcss"
     TITLE = "journal inspector"
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("0", "pane('daemons')", "Daemons"),
         Binding("1", "pane('sessions')", "Sessions"),
         Binding("2", "pane('jobs')", "Jobs"),
         Binding("3", "pane('approvals')", "Approvals"),
@@ -46,7 +48,7 @@ class JournalApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, source: JournalSource, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, source: Source, *, poll_seconds: float = POLL_SECONDS) -> None:
         super().__init__()
         self.source = source
         self.poll_seconds = poll_seconds
@@ -57,11 +59,14 @@ class JournalApp(App[None]):
         # Kept as attributes: while a transcript or a dialog is on top, queries would not
         # reach the main screen's widgets.
         self.status_line = Static("", id="status-line")
-        self.tabs = TabbedContent(initial="sessions", id="panes")
+        fleet = source.multi_journal
+        self.tabs = TabbedContent(initial="daemons" if fleet else "sessions", id="panes")
         self.jobs = JobsPane(source)
         self.approvals = ApprovalsPane(source)
         self.chain = ChainPane(source)
-        self.panes: dict[str, SessionsPane | JobsPane | ApprovalsPane | ChainPane] = {
+        self.panes: dict[str, DaemonsPane | SessionsPane | JobsPane | ApprovalsPane | ChainPane]
+        self.panes = {"daemons": DaemonsPane(source)} if fleet else {}
+        self.panes |= {
             "sessions": SessionsPane(source),
             "jobs": self.jobs,
             "approvals": self.approvals,
@@ -71,6 +76,9 @@ class JournalApp(App[None]):
     def compose(self) -> ComposeResult:
         yield self.status_line
         with self.tabs:
+            if "daemons" in self.panes:
+                with TabPane("0 Daemons", id="daemons"):
+                    yield self.panes["daemons"]
             with TabPane("1 Sessions", id="sessions"):
                 yield self.panes["sessions"]
             with TabPane("2 Tool jobs", id="jobs"):
@@ -82,10 +90,12 @@ class JournalApp(App[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.sub_title = str(self.source.path)
+        self.sub_title = self.source.label
         await self._head()
         self._status()
         self.set_timer(self.poll_seconds, self._poll)
+        if "daemons" in self.panes:  # a fleet opens on its list of daemons
+            self.call_after_refresh(self.action_pane, "daemons")
         # What start-up built (widgets, styles, caches) lives as long as the app: keep it out of
         # the garbage collector's way, whose full passes otherwise stall repaints under ingest.
         gc.freeze()
@@ -95,8 +105,7 @@ class JournalApp(App[None]):
             return
         head = await self.source.reader.head()
         self.head_seq = head.seq
-        event = await self.source.reader.event(head.seq) if head.seq else None
-        self.last_commit_ms = event.created_at_unix_ms if event else None
+        self.last_commit_ms = await self.source.last_commit_ms()
         self.chain.set_head(head.seq)
 
     async def _poll(self) -> None:
@@ -148,11 +157,17 @@ class JournalApp(App[None]):
         text.append(f"  last commit {ago(self.last_commit_ms, now)}", style="dim")
         mode = "read-only" if self.source.read_only else f"decides as {self.source.decider}"
         text.append("   ")
-        text.append_text(literal(f"{self.source.path.name} · {mode}", "dim"))
+        text.append_text(literal(f"{self.source.label} · {mode}", "dim"))
         self.status_line.update(text)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Only panes this source has are offered (a journal file has no Daemons pane)."""
+        return not (action == "pane" and parameters and parameters[0] not in self.panes)
+
     def action_pane(self, name: str) -> None:
-        """Show one of the four panes (closing a transcript first)."""
+        """Show one of the panes (closing a transcript first)."""
+        if name not in self.panes:
+            return
         while isinstance(self.screen, TranscriptScreen):
             self.pop_screen()
         self.tabs.active = name
@@ -164,6 +179,26 @@ class JournalApp(App[None]):
         pane = event.pane.id
         if pane in self.panes:
             self.panes[pane].reload()
+
+    async def on_daemons_pane_scope_changed(self, message: DaemonsPane.ScopeChanged) -> None:
+        """Show one daemon's journal (or all) in every pane."""
+        try:
+            await self.source.set_scope(message.journal_id)
+        except JournalError as error:
+            self.notify(str(error), severity="error", markup=False)
+            return
+        self.sub_title = self.source.label
+        self.jobs.filter_run(None)
+        self.approvals.filter_run(None)
+        await self._head()
+        self.chain.reset()
+        self._status()
+        for name, pane in self.panes.items():
+            if isinstance(pane, SessionsPane):
+                pane.reload_now()
+            elif name != "chain":
+                pane.reload()
+        self.action_pane("sessions" if message.journal_id is not None else "daemons")
 
     def action_pause(self) -> None:
         """Pause or resume live updates."""

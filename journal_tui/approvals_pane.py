@@ -34,7 +34,7 @@ from journal_tui.render import (
     state_text,
     timestamp,
 )
-from journal_tui.source import JournalSource
+from journal_tui.source import Source
 from journal_tui.tables import selected_key, sync_table
 
 
@@ -59,7 +59,7 @@ class ApprovalsPane(Vertical):
         Binding("c", "clear_filter", "All runs", show=False),
     ]
 
-    def __init__(self, source: JournalSource) -> None:
+    def __init__(self, source: Source) -> None:
         super().__init__(id="approvals-pane")
         self.source = source
         self.pending: dict[str, Approval] = {}
@@ -322,6 +322,16 @@ class ApprovalsPane(Vertical):
         except JournalError as error:
             result.update(literal(f" NOT RECORDED: {error}", "bold red"))
         else:
+            if decided.decision is None:
+                result.update(
+                    Text(
+                        " sent: the daemon's shipper applies it to the daemon's journal when it"
+                        " next runs (the first decision there wins)",
+                        style="bold yellow",
+                    )
+                )
+                self.reload()
+                return
             text = Text.assemble((" recorded: ", "bold green"))
             text.append_text(state_text(decided.decision))
             text.append(f" {decided.decision_scope} for ")

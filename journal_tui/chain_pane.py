@@ -22,12 +22,12 @@ from textual.widget import Widget
 from textual.widgets import DataTable, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from journal_core import ChainBreak, JournalError, verify_file
+from journal_core import ChainBreak, JournalError
 from journal_core.chain import RecordBreak, VerifyReport
 from journal_tui import clock
 from journal_tui.dialogs import EventDialog
 from journal_tui.render import literal, timestamp
-from journal_tui.source import JournalSource
+from journal_tui.source import Source
 from journal_tui.tables import selected_key, sync_table
 
 
@@ -98,12 +98,14 @@ class ChainPane(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("v", "verify", "Verify all")]
 
-    def __init__(self, source: JournalSource) -> None:
+    def __init__(self, source: Source) -> None:
         super().__init__(id="chain-pane")
         self.source = source
         self.state = ChainState()
         self.running = False
         self.strip = ChainStrip(self.state, id="chain-strip")
+        # Bumped when the journal in view changes: results of a check of the previous one drop.
+        self.generation = 0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="chain-summary", classes="chain-summary")
@@ -129,6 +131,18 @@ class ChainPane(Vertical):
         # (seconds become milliseconds on a large journal), then every link and record.
         self.running = True
         self.set_timer(0.3, self._first_check)
+
+    def reset(self) -> None:
+        """Another journal is in view: forget what was verified and check it afresh."""
+        self.generation += 1
+        self.workers.cancel_group(self, "verify")
+        self.state = ChainState()
+        self.strip.state = self.state
+        self.strip.head_seq = 0
+        self.running = False
+        self._show()
+        self.running = True
+        self._first_check()
 
     def _first_check(self) -> None:
         if self.source.is_open:
@@ -159,26 +173,26 @@ class ChainPane(Vertical):
         self.running = True
         worker = get_current_worker()
         started = time.perf_counter()
+        generation = self.generation
 
         def progress(checked: int, seq: int) -> None:
-            if not worker.is_cancelled:
+            if not worker.is_cancelled and generation == self.generation:
                 elapsed = max(1e-6, time.perf_counter() - started)
                 self.app.call_from_thread(self._progress, checked, seq, checked / elapsed)
 
         try:
-            info, report = verify_file(
-                self.source.path,
-                from_seq=from_seq,
-                progress=progress,
-                records=full,
-                incremental=incremental,
+            report = self.source.verify(
+                from_seq=from_seq, records=full, incremental=incremental, progress=progress
             )
         except (JournalError, ValueError) as error:
-            self.app.call_from_thread(self._failed, str(error))
+            if generation == self.generation:
+                self.app.call_from_thread(self._failed, str(error))
             return
         finally:
-            self.running = False
-        del info
+            if generation == self.generation:
+                self.running = False
+        if generation != self.generation:
+            return
         elapsed = max(1e-6, time.perf_counter() - started)
         self.app.call_from_thread(
             self._finished, report, full, report.checked_events / elapsed, incremental

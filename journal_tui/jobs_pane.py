@@ -31,7 +31,7 @@ from journal_core.tool_jobs import (
 from journal_tui import clock
 from journal_tui.line_log import LineLog
 from journal_tui.render import clock_time, duration, literal, literal_line, short_id, state_text
-from journal_tui.source import JournalSource
+from journal_tui.source import Source
 from journal_tui.tables import selected_key, sync_table
 
 JOB_LIMIT = 300
@@ -56,7 +56,7 @@ class JobsPane(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("c", "clear_filter", "All runs")]
 
-    def __init__(self, source: JournalSource) -> None:
+    def __init__(self, source: Source) -> None:
         super().__init__(id="jobs-pane")
         self.source = source
         self.run_filter: str | None = None

@@ -7,7 +7,7 @@ import os
 from journal_core import Journal
 from journal_core.demo import DemoConfig, DemoDaemon, DemoStats, run_demo
 from journal_tui.app import JournalApp
-from journal_tui.source import JournalSource
+from journal_tui.source import JournalSource, Source
 
 
 async def inspect(
@@ -15,12 +15,22 @@ async def inspect(
 ) -> None:
     """Open ``path`` read-only and run the inspector until the user quits.
 
-    Raises a typed :class:`~journal_core.JournalError` (with a one-line message) when the file
-    cannot be opened as a journal, before anything is drawn.
+    ``path`` is a journal file, or a ``postgresql://`` URL of the fleet's central store. Raises a
+    typed :class:`~journal_core.JournalError` (with a one-line message) when it cannot be opened,
+    before anything is drawn.
     """
-    source = JournalSource(path, read_only=read_only, decider=decider)
+    source: Source
+    if str(path).startswith(("postgresql://", "postgres://")):
+        from journal_tui.central_source import CentralSource  # the driver loads only for this
+
+        source = CentralSource(str(path), read_only=read_only, decider=decider)
+    else:
+        source = JournalSource(path, read_only=read_only, decider=decider)
     await source.open()
-    await JournalApp(source).run_async()
+    try:
+        await JournalApp(source).run_async()
+    finally:
+        await source.close()
 
 
 async def demo(

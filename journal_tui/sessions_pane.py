@@ -17,7 +17,7 @@ from journal_core import JournalError
 from journal_core.sessions import RUN_STATES, SessionSummary, session_summaries
 from journal_tui import clock
 from journal_tui.render import ago, literal, state_text, timestamp
-from journal_tui.source import JournalSource
+from journal_tui.source import Source
 from journal_tui.tables import selected_key, sync_table
 
 STATE_FILTERS: tuple[str | None, ...] = (None, *RUN_STATES)
@@ -34,7 +34,7 @@ class SessionsPane(Vertical):
         Binding("down", "focus_main", show=False),
     ]
 
-    def __init__(self, source: JournalSource) -> None:
+    def __init__(self, source: Source) -> None:
         super().__init__(id="sessions-pane")
         self.source = source
         self.state_filter: str | None = None
@@ -107,6 +107,10 @@ class SessionsPane(Vertical):
         elif not self._reload_scheduled:
             self._reload_scheduled = True
             self.set_timer(wait, self._scheduled_reload)
+
+    def reload_now(self) -> None:
+        """Read the sessions again at once (another journal came into view)."""
+        self._load()
 
     def _scheduled_reload(self) -> None:
         self._reload_scheduled = False

@@ -1,9 +1,15 @@
-"""The inspector's access to one journal: read-only, with a writer only for decisions.
+"""Where the inspector reads from: one interface, a journal file or the fleet's central store.
 
-The app reads through a :class:`~journal_core.JournalReader` (``mode=ro``, no idle transaction).
-It opens a writer only when the operator decides an approval, or shares the demo daemon's writer
-when it runs in the same process. It notices new commits cheaply (``PRAGMA data_version``), and a
-journal file that was replaced or removed, in which case it reopens the file when it can.
+Every screen reads through a :class:`Source`: its ``reader`` (a :class:`SourceReader`, which the
+record modules' read functions accept), its change notices, its verification and its decisions.
+:class:`JournalSource` is a journal file; :class:`journal_tui.central_source.CentralSource` is
+the central PostgreSQL store, scoped to one daemon or to all. No screen knows which it has.
+
+A file is read through a :class:`~journal_core.JournalReader` (``mode=ro``, no idle
+transaction). A writer is opened only when the operator decides an approval, or the demo
+daemon's writer is shared when it runs in the same process. New commits are noticed cheaply
+(``PRAGMA data_version``), and so is a journal file that was replaced or removed, in which case
+it is reopened when it can be.
 """
 
 from __future__ import annotations
@@ -14,9 +20,13 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from journal_core import Journal, JournalError, JournalReader
+from journal_core import Journal, JournalError, JournalReader, verify_file
 from journal_core.approvals import Approval, decide
+from journal_core.chain import ProgressCallback, VerifyReport
+from journal_core.reader import Head, StoredEvent
+from journal_core.reads import DaemonStatus, Reads
 
 
 def default_decider() -> str:
@@ -30,15 +40,107 @@ def default_decider() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a poll found: new commits, or the file gone or replaced."""
+    """What a poll found: new commits, or the journal gone or replaced."""
 
     committed: bool
     problem: str | None = None
     reopened: bool = False
 
 
+class SourceReader(Reads, Protocol):
+    """What screens read besides records: the head and events by seq."""
+
+    async def head(self) -> Head:
+        """The newest event's seq and hash."""
+        ...
+
+    async def event(self, seq: int) -> StoredEvent | None:
+        """The event at ``seq``, or None."""
+        ...
+
+    async def events_after(self, seq: int, limit: int = 1_000) -> list[StoredEvent]:
+        """Events with seq > ``seq``, oldest first."""
+        ...
+
+
+class Source(Protocol):
+    """One place the inspector reads from (and sends decisions to)."""
+
+    decider: str
+    read_only: bool
+
+    @property
+    def label(self) -> str:
+        """What the status line names: the file, or the store and its scope."""
+        ...
+
+    @property
+    def reader(self) -> SourceReader:
+        """The open reader (raises if not open)."""
+        ...
+
+    @property
+    def is_open(self) -> bool:
+        """True while a reader is open."""
+        ...
+
+    @property
+    def multi_journal(self) -> bool:
+        """True when the source holds many journals (the inspector then lists daemons)."""
+        ...
+
+    @property
+    def scope(self) -> str | None:
+        """The journal id every screen is scoped to; None for all journals."""
+        ...
+
+    async def open(self) -> None:
+        """Open; raises a typed JournalError with a clear message if it cannot."""
+        ...
+
+    async def poll(self) -> Change:
+        """Whether anything changed since the last poll (without blocking)."""
+        ...
+
+    async def last_commit_ms(self) -> int | None:
+        """When the newest event in scope was committed."""
+        ...
+
+    async def daemons(self) -> list[DaemonStatus]:
+        """The journals this source holds, with how far each is known."""
+        ...
+
+    async def set_scope(self, journal_id: str | None) -> None:
+        """Scope every screen to one journal, or to all (None)."""
+        ...
+
+    def verify(
+        self, *, from_seq: int, records: bool, incremental: bool, progress: ProgressCallback
+    ) -> VerifyReport:
+        """Verify the journal in scope (blocking: screens run it in a thread)."""
+        ...
+
+    async def decide(
+        self,
+        approval_id: str,
+        *,
+        decision: str,
+        scope: str,
+        reason: str | None,
+        ttl_ms: int | None,
+    ) -> Approval:
+        """Decide an approval; an Approval with no decision yet means "sent, not applied"."""
+        ...
+
+    async def close(self) -> None:
+        """Close whatever this source opened."""
+        ...
+
+
 class JournalSource:
-    """One journal, as the inspector sees it."""
+    """One journal file, as the inspector sees it."""
+
+    multi_journal = False
 
     def __init__(
         self,
@@ -58,6 +160,11 @@ class JournalSource:
         self._inode: tuple[int, int] | None = None
 
     @property
+    def label(self) -> str:
+        """The file's name."""
+        return self.path.name
+
+    @property
     def reader(self) -> JournalReader:
         """The open read-only connection (raises if the journal is not open)."""
         if self._reader is None:
@@ -68,6 +175,11 @@ class JournalSource:
     def is_open(self) -> bool:
         """True while a reader is open."""
         return self._reader is not None
+
+    @property
+    def scope(self) -> str | None:
+        """The file's journal id (one journal, always)."""
+        return self._reader.info.journal_id if self._reader is not None else None
 
     async def open(self) -> None:
         """Open the reader; raises a typed JournalError with a clear message if it cannot."""
@@ -102,6 +214,52 @@ class JournalSource:
         committed = version != self._version
         self._version = version
         return Change(committed)
+
+    async def last_commit_ms(self) -> int | None:
+        """When the newest event was committed."""
+        head = await self.reader.head()
+        event = await self.reader.event(head.seq) if head.seq else None
+        return event.created_at_unix_ms if event else None
+
+    async def daemons(self) -> list[DaemonStatus]:
+        """The one journal of the file, as a daemon seen from here."""
+        reader = self.reader
+        head = await reader.head()
+        committed = await self.last_commit_ms()
+        return [
+            DaemonStatus(
+                journal_id=reader.info.journal_id,
+                host=socket.gethostname(),
+                source_path=str(self.path),
+                head_seq=head.seq,
+                head_created_at_unix_ms=committed,
+                host_head_seq=head.seq,
+                host_seen_at_unix_ms=None,
+                shipped_at_unix_ms=None,
+                records_seq=head.seq,
+                refused_code=None,
+                refused_seq=None,
+                refused_detail=None,
+            )
+        ]
+
+    async def set_scope(self, journal_id: str | None) -> None:
+        """A file holds one journal: any other id is refused."""
+        if journal_id not in (None, self.scope):
+            raise JournalError(f"{self.path} holds journal {self.scope}, not {journal_id}")
+
+    def verify(
+        self, *, from_seq: int, records: bool, incremental: bool, progress: ProgressCallback
+    ) -> VerifyReport:
+        """Verify the file (blocking; the chain pane runs it in a thread)."""
+        _, report = verify_file(
+            self.path,
+            from_seq=from_seq,
+            progress=progress,
+            records=records,
+            incremental=incremental,
+        )
+        return report
 
     async def _drop_reader(self) -> None:
         if self._reader is not None:

@@ -20,7 +20,7 @@ from journal_core.tool_jobs import ToolJob, list_jobs
 from journal_tui import clock
 from journal_tui.line_log import LineLog
 from journal_tui.render import clock_time, duration, literal, short_id, state_text, timestamp
-from journal_tui.source import JournalSource
+from journal_tui.source import Source
 from journal_tui.tables import selected_key, sync_table
 from journal_tui.transcript_lines import TranscriptLayout
 
@@ -38,7 +38,7 @@ class TranscriptScreen(Screen[None]):
         Binding("a", "approvals", "Run's approvals"),
     ]
 
-    def __init__(self, source: JournalSource, session_id: str) -> None:
+    def __init__(self, source: Source, session_id: str) -> None:
         super().__init__()
         self.source = source
         self.session_id = session_id

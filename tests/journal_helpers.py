@@ -1,13 +1,15 @@
-"""Helpers the record-module tests share: run a scenario on a journal, read raw file bytes."""
+"""Helpers the tests share: run a scenario on a journal, read raw file bytes, rewrite history."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 from journal_core import Journal, JournalReader, verify_file
+from journal_core.chain import LINK_COLUMNS, link_hash
 
 T = TypeVar("T")
 
@@ -42,3 +44,27 @@ def assert_verified(path: Path) -> None:
     """The journal's chain and every record row verify."""
     _, report = verify_file(path)
     assert report.ok, report.to_dict()
+
+
+def rewrite_history_from(db: Path, seq: int) -> None:
+    """Rewrite history the way an intruder with the file would: edit an event, then recompute
+    every later link so the file's own chain verifies again."""
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER IF EXISTS journal_events_no_update")
+    conn.execute(
+        "UPDATE journal_events SET payload_json = ? WHERE seq = ?",
+        ('{"text":"nothing happened here"}', seq),
+    )
+    prev = conn.execute("SELECT hash FROM journal_events WHERE seq = ?", (seq - 1,)).fetchone()[0]
+    columns = ", ".join(LINK_COLUMNS[1:])
+    for row in conn.execute(
+        f"SELECT {columns} FROM journal_events WHERE seq >= ? ORDER BY seq", (seq,)
+    ).fetchall():
+        new_hash = link_hash((prev, *row))
+        conn.execute(
+            "UPDATE journal_events SET prev_hash = ?, hash = ? WHERE seq = ?",
+            (prev, new_hash, row[0]),
+        )
+        prev = new_hash
+    conn.commit()
+    conn.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from journal_helpers import read
+from journal_helpers import read, rewrite_history_from
 
 from journal_core import Journal, ShipRefusedError, verify_file
 from journal_core.approvals import OPTIONS, decide, get_approval, request_approval
@@ -34,7 +34,6 @@ from journal_core.central.decisions import (
 )
 from journal_core.central.ship import Shipper, follow
 from journal_core.central.verify import verify_central
-from journal_core.chain import LINK_COLUMNS, link_hash
 from journal_core.cli import run as cli_run
 from journal_core.demo import DemoConfig, run_demo
 from journal_core.errors import CentralStoreError, ValidationError
@@ -187,19 +186,28 @@ def test_a_shipper_killed_mid_batch_resumes_with_nothing_duplicated_or_missing(
     head = _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "journal_core", "ship", str(db), "--to", central_url]
-    kills = 0
-    for delay in (0.6, 0.9, 1.2):
+    connect_central(central_url).close()  # the schema, so progress can be read from the start
+
+    def shipped() -> tuple[int, int]:
+        count, top = _central_rows(central_url, "SELECT count(*), max(seq) FROM journal_events")[0]
+        return int(count), int(top or 0)
+
+    progress = [0]
+    for _round in range(3):
         process = subprocess.Popen(
-            [*command, "--batch", "300"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [*command, "--batch", "150"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        time.sleep(delay)
+        # Killed as soon as it is seen shipping: in the middle of its stream of batches.
+        deadline = time.monotonic() + 60
+        while shipped()[0] == progress[-1] and process.poll() is None:
+            assert time.monotonic() < deadline, "the shipper never made progress"
+            time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        kills += 1
-        shipped = _central_rows(central_url, "SELECT count(*), max(seq) FROM journal_events")
-        count, top = shipped[0]
-        assert count == (top or 0), "no gap and no duplicate after a kill"
-    assert kills == 3
+        count, top = shipped()
+        assert count == top, "no gap and no duplicate after a kill"
+        progress.append(count)
+    assert progress[1] < progress[2] < progress[3] < head, progress
     done = subprocess.run(
         [*command, "--once"], check=False, env=env, capture_output=True, text=True
     )
@@ -213,30 +221,6 @@ def test_a_shipper_killed_mid_batch_resumes_with_nothing_duplicated_or_missing(
 # --- the witness ------------------------------------------------------------------------------
 
 
-def _rewrite_from(db: Path, seq: int) -> None:
-    """Rewrite history the way an intruder with the file would: edit an event, then recompute
-    every later link so the file's own chain verifies again."""
-    conn = sqlite3.connect(db)
-    conn.execute("DROP TRIGGER IF EXISTS journal_events_no_update")
-    conn.execute(
-        "UPDATE journal_events SET payload_json = ? WHERE seq = ?",
-        ('{"text":"nothing happened here"}', seq),
-    )
-    prev = conn.execute("SELECT hash FROM journal_events WHERE seq = ?", (seq - 1,)).fetchone()[0]
-    columns = ", ".join(LINK_COLUMNS[1:])
-    for row in conn.execute(
-        f"SELECT {columns} FROM journal_events WHERE seq >= ? ORDER BY seq", (seq,)
-    ).fetchall():
-        new_hash = link_hash((prev, *row))
-        conn.execute(
-            "UPDATE journal_events SET prev_hash = ?, hash = ? WHERE seq = ?",
-            (prev, new_hash, row[0]),
-        )
-        prev = new_hash
-    conn.commit()
-    conn.close()
-
-
 def test_the_witness_refuses_a_rewritten_host_journal_by_journal_and_seq(
     tmp_path: Path, central_url: str
 ) -> None:
@@ -244,7 +228,7 @@ def test_the_witness_refuses_a_rewritten_host_journal_by_journal_and_seq(
     _demo(db, 800)
     shipped = _ship(db, central_url)
     before = _central_rows(central_url, "SELECT seq, hash FROM journal_events ORDER BY seq")
-    _rewrite_from(db, 300)
+    rewrite_history_from(db, 300)
     _, file_report = verify_file(db, records=False)
     assert file_report.ok, "the rewrite is clean: the file's own chain verifies"
     with pytest.raises(ShipRefusedError) as refused:

@@ -40,15 +40,6 @@ FOR EACH ROW EXECUTE FUNCTION central_refuse_change();
 """
 
 _WITNESS = """
--- A payload as jsonb, or NULL when it is not JSON (only a tampered row): verification must
--- report such a row, not fail on it.
-CREATE FUNCTION central_jsonb(doc text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    RETURN doc::jsonb;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
-END $$;
-
 CREATE FUNCTION central_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only in the central store', TG_TABLE_NAME
@@ -289,8 +280,42 @@ CREATE TABLE artifact_read_audit (
 );
 """
 
+_INSPECTOR = """
+-- What the inspector's queries (written once for both stores) go through.
+CREATE INDEX orchestrator_sessions_updated
+    ON orchestrator_sessions (journal_id, updated_at_unix_ms);
+CREATE INDEX orchestrator_runs_session ON orchestrator_runs (journal_id, session_ulid);
+CREATE INDEX run_lifecycle_events_run ON run_lifecycle_events (journal_id, run_ulid, id);
+CREATE INDEX orchestrator_tape_text ON orchestrator_tape
+    USING gin (to_tsvector('simple', payload_json));
+CREATE INDEX tool_jobs_created ON tool_jobs (journal_id, created_at_unix_ms, job_ulid);
+CREATE INDEX tool_jobs_run ON tool_jobs (journal_id, run_ulid);
+CREATE INDEX tool_job_tail_entries_job ON tool_job_tail_entries (journal_id, job_ulid, seq);
+CREATE INDEX approvals_pending ON approvals (journal_id, expires_at_unix_ms)
+    WHERE decision IS NULL;
+CREATE INDEX approvals_resolved ON approvals (journal_id, resolved_at_unix_ms);
+CREATE INDEX approvals_run ON approvals (journal_id, run_ulid);
+
+-- SQLite's JSON functions, for the few queries that read a field of a stored JSON text.
+CREATE FUNCTION json_valid(doc text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT central_jsonb(doc) IS NOT NULL
+$$;
+CREATE FUNCTION json_extract(doc text, path text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT central_jsonb(doc) #>> string_to_array(regexp_replace(path, '^[$][.]?', ''), '.')
+$$;
+"""
+
 _V1 = (
     """
+-- A payload as jsonb, or NULL when it is not JSON (only a tampered row): verification must
+-- report such a row, not fail on it.
+CREATE FUNCTION central_jsonb(doc text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN doc::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END $$;
+
 CREATE TABLE central_meta (
     key text PRIMARY KEY,
     value text NOT NULL
@@ -381,8 +406,10 @@ CREATE TABLE central_decisions (
     PRIMARY KEY (journal_id, approval_ulid)
 );
 CREATE INDEX central_decisions_pending ON central_decisions (journal_id) WHERE status = 'pending';
+
 """
     + _RECORDS
+    + _INSPECTOR
     + _WITNESS
     + """
 CREATE TRIGGER journal_events_witness AFTER INSERT ON journal_events

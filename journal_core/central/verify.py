@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from journal_core.central.connection import CentralConnection, connection_error
-from journal_core.chain import LINK_COLUMNS, VerifyReport, verify_rows
+from journal_core.chain import LINK_COLUMNS, ProgressCallback, VerifyReport, verify_rows
 from journal_core.checkpoints import (
     HISTORY_REWRITTEN,
     TAIL_TRUNCATED,
@@ -30,6 +30,7 @@ from journal_core.checkpoints import (
     parse_note,
     walk_entries,
 )
+from journal_core.errors import CentralStoreError
 from journal_core.events import Kind
 from journal_core.records import RECORD_SPECS, RecordSpec, RecordsReport, check_rows, judge_latest
 
@@ -67,10 +68,11 @@ class CentralJournalReport:
         }
 
 
-def _link_rows(conn: CentralConnection, journal_id: str, head_seq: int) -> Iterator[Any]:
-    """The stored links of a journal in seq order, in pages (keyset pagination)."""
+def _link_rows(
+    conn: CentralConnection, journal_id: str, head_seq: int, *, after: int = 0
+) -> Iterator[Any]:
+    """The stored links of a journal after ``after``, in seq order, in pages (keyset)."""
     columns = ", ".join(LINK_COLUMNS) + ", hash"
-    after = 0
     while True:
         rows = conn.execute(
             f"SELECT {columns} FROM journal_events WHERE journal_id = %s AND seq > %s"
@@ -226,30 +228,57 @@ def _check_checkpoints(conn: CentralConnection, journal_id: str, head_seq: int) 
     return report
 
 
-def verify_central_journal(conn: CentralConnection, journal_id: str) -> CentralJournalReport:
-    """Verify one journal held in the central store (read-only)."""
+def verify_central_journal(
+    conn: CentralConnection,
+    journal_id: str,
+    *,
+    from_seq: int = 1,
+    records: bool = True,
+    progress: ProgressCallback | None = None,
+) -> CentralJournalReport:
+    """Verify one journal held in the central store (read-only).
+
+    With ``from_seq`` > 1 only the links from there on are checked (anchored at the stored hash
+    before it), and records and checkpoints are left out unless ``records``.
+    """
     row = conn.execute(
         "SELECT host, head_seq, records_seq, refused_code, refused_seq, refused_detail"
         " FROM journals WHERE journal_id = %s",
         (journal_id,),
     ).fetchone()
     if row is None:
-        raise LookupError(f"the central store holds no journal {journal_id}")
+        raise CentralStoreError(f"the central store holds no journal {journal_id}")
     host, head_seq, records_seq = str(row[0]), int(row[1]), int(row[2])
-    chain = verify_rows(_link_rows(conn, journal_id, head_seq), journal_id=journal_id)
-    records = _check_records(conn, journal_id, head_seq, records_seq)
-    chain.records_checked = records.checked_rows
-    chain.records_purged = records.purged_rows
-    chain.record_breaks = records.breaks
+    anchor = None
+    if from_seq > 1:
+        stored = conn.execute(
+            "SELECT hash FROM journal_events WHERE journal_id = %s AND seq = %s",
+            (journal_id, from_seq - 1),
+        ).fetchone()
+        anchor = None if stored is None else str(stored[0])
+    chain = verify_rows(
+        _link_rows(conn, journal_id, head_seq, after=from_seq - 1),
+        journal_id=journal_id,
+        from_seq=from_seq,
+        anchor_hash=anchor,
+        progress=progress,
+    )
+    checkpoints = AnchorReport(anchor_path=f"central:{journal_id}")
+    if records:
+        found = _check_records(conn, journal_id, head_seq, records_seq)
+        chain.records_checked = found.checked_rows
+        chain.records_purged = found.purged_rows
+        chain.record_breaks = found.breaks
+        checkpoints = _check_checkpoints(conn, journal_id, head_seq)
     result = CentralJournalReport(
         journal_id=journal_id,
         host=host,
         head_seq=head_seq,
         records_seq=records_seq,
         chain=chain,
-        checkpoints=_check_checkpoints(conn, journal_id, head_seq),
+        checkpoints=checkpoints,
     )
-    last = chain.last_seq or 0
+    last = chain.last_seq or (from_seq - 1)
     if last != head_seq:
         result.findings.append(
             AnchorFinding(
@@ -276,7 +305,13 @@ def verify_central_journal(conn: CentralConnection, journal_id: str) -> CentralJ
 
 
 def verify_central(
-    conn: CentralConnection, url: str = "", journal_id: str | None = None
+    conn: CentralConnection,
+    url: str = "",
+    journal_id: str | None = None,
+    *,
+    from_seq: int = 1,
+    records: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> list[CentralJournalReport]:
     """Verify every journal the central store holds (or only ``journal_id``), read-only.
 
@@ -293,7 +328,12 @@ def verify_central(
                 ]
             else:
                 ids = [journal_id]
-            return [verify_central_journal(conn, item) for item in ids]
+            return [
+                verify_central_journal(
+                    conn, item, from_seq=from_seq, records=records, progress=progress
+                )
+                for item in ids
+            ]
     except psycopg.Error as error:
         with contextlib.suppress(psycopg.Error):
             conn.rollback()
