@@ -211,6 +211,52 @@ def _build_parser() -> argparse.ArgumentParser:
         help="write the new private key here (default: replace the key file in place)",
     )
 
+    replicate = commands.add_parser(
+        "replicate",
+        help="replicate a journal off the host with Litestream (docs/replication.md)",
+        description=(
+            "Run Litestream in the foreground, copying every transaction of the journal to a"
+            " replica: a directory or an object-store URL. Asynchronous: a host crash can lose"
+            " what was committed in the last sync interval. Ctrl-C stops after a final sync."
+        ),
+    )
+    replicate.add_argument("db")
+    replicate.add_argument(
+        "--to", required=True, metavar="URL", help="a directory, or s3:// gs:// abs:// sftp:// ..."
+    )
+    replicate.add_argument(
+        "--sync-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often the WAL is read and the replica synced (default 1)",
+    )
+    replicate.add_argument(
+        "--socket", metavar="PATH", help="control socket, for `litestream sync -wait -socket PATH`"
+    )
+    replicate.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the Litestream configuration and exit (for a service of your own)",
+    )
+
+    restore_parser = commands.add_parser(
+        "restore",
+        help="restore a journal from its Litestream replica into a new file",
+        description=(
+            "Restore the journal replicated at URL (a directory or an object-store URL) into"
+            " a new file, never overwriting one, and check that it opens as a journal. Verify"
+            " it with `journal verify PATH --anchor ORIGINAL.anchors`."
+        ),
+    )
+    restore_parser.add_argument("url", help="the replica: a directory or a replica URL")
+    restore_parser.add_argument("--to", required=True, metavar="PATH", help="the new journal file")
+    point = restore_parser.add_mutually_exclusive_group()
+    point.add_argument(
+        "--timestamp", metavar="TIME", help="restore the state at this ISO 8601 time (with zone)"
+    )
+    point.add_argument("--txid", metavar="HEX", help="restore up to this Litestream transaction")
+
     info = commands.add_parser("info", help="show what identifies a journal")
     info.add_argument("db")
     info.add_argument("--json", action="store_true")
@@ -669,6 +715,45 @@ def _backup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replicate(args: argparse.Namespace) -> int:
+    from journal_core.replica import replica_config, replica_url, replicate  # only for this command
+
+    config = replica_config(
+        args.db, args.to, sync_interval_s=args.sync_interval, socket_path=args.socket
+    )
+    if args.print_config:
+        sys.stdout.write(config)
+        return EXIT_OK
+    _write_line(
+        sys.stderr,
+        f"journal: replicating {args.db} to {replica_url(args.to)} every"
+        f" {args.sync_interval:g} s; Ctrl-C stops after a final sync",
+    )
+    return replicate(args.db, args.to, sync_interval_s=args.sync_interval, socket_path=args.socket)
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from journal_core.replica import restore  # only for this command
+
+    timestamp = None
+    if args.timestamp is not None:
+        try:
+            timestamp = datetime.fromisoformat(args.timestamp)
+        except ValueError:
+            raise CliError(
+                f"--timestamp: {args.timestamp!r} is not an ISO 8601 time"
+                " (e.g. 2026-01-31T12:00:00Z)"
+            ) from None
+    result = restore(args.url, args.to, timestamp=timestamp, txid=args.txid)
+    _write_line(
+        sys.stdout,
+        f"restored journal {result.journal_id} to {printable(str(result.path))}: events up to"
+        f" seq {result.head_seq}; check it with `journal verify {printable(str(result.path))}"
+        " --anchor ORIGINAL.anchors`",
+    )
+    return EXIT_OK
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv``; returns the exit status."""
     try:
@@ -692,6 +777,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_health(args))
         if command == "backup":
             return _backup(args)
+        if command == "replicate":
+            return _replicate(args)
+        if command == "restore":
+            return _restore(args)
         if command == "rotate-key":
             return asyncio.run(_rotate_key(args))
         return asyncio.run(_info(args))

@@ -127,7 +127,7 @@ def describe_sqlite_error(path: Path, error: sqlite3.Error) -> JournalError:
     return JournalIOError(f"{path}: {message}")
 
 
-def _make_private_dirs(directory: Path) -> None:
+def make_private_dirs(directory: Path) -> None:
     """Create ``directory`` and its missing parents with mode 0700 (existing ones are kept)."""
     missing: list[Path] = []
     while not directory.exists():
@@ -145,7 +145,7 @@ def _create_atomically(path: Path) -> None:
     another process created ``path`` meanwhile, its journal wins and ours is discarded.
     """
     parent = path.parent
-    _make_private_dirs(parent)
+    make_private_dirs(parent)
     temporary = parent / f".{path.name}.{new_ulid()}.creating"
     fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)

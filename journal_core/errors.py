@@ -262,6 +262,10 @@ class MaintenanceUnavailableError(JournalError):
     """A maintenance step cannot run on this file as it is laid out; the message says why."""
 
 
+class ReplicaError(JournalError):
+    """Litestream is missing, refused the replica, or a restore could not complete."""
+
+
 class CentralStoreError(JournalError):
     """The central PostgreSQL store cannot be reached, is not one, or failed a request."""
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from journal_core.connection import _make_private_dirs, describe_sqlite_error, open_reader
+from journal_core.connection import describe_sqlite_error, make_private_dirs, open_reader
 from journal_core.errors import (
     BackupTargetExistsError,
     JournalIOError,
@@ -240,7 +240,7 @@ def incremental_vacuum(
     return before - after
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make a new directory entry durable (not every platform can open a directory)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -280,7 +280,7 @@ def backup(
         raise BackupTargetExistsError(str(out))
     source, info = open_reader(path, busy_timeout_ms=busy_timeout_ms)
     try:
-        _make_private_dirs(out.parent)
+        make_private_dirs(out.parent)
         partial = out.parent / f".{out.name}.{new_ulid()}.partial"
         fd = os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
@@ -292,7 +292,7 @@ def backup(
                 os.link(partial, out)
             except FileExistsError:
                 raise BackupTargetExistsError(str(out)) from None
-            _fsync_directory(out.parent)
+            fsync_directory(out.parent)
         finally:
             for leftover in ("", "-journal", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
