@@ -121,7 +121,10 @@ class ApprovalsPane(Vertical):
                 " a allow once · s allow for the session · t allow for a time box · d deny",
                 style="bold",
             )
-            text.append(f"    deciding as {self.source.decider} via tui", style="dim")
+            text.append(
+                f"    deciding as {self.source.decider} via {self.source.decision_channel}",
+                style="dim",
+            )
         if self.run_filter:
             text.append(f"   run {short_id(self.run_filter)} only (c shows all)", style="cyan")
         self.query_one("#approvals-banner", Static).update(text)

@@ -21,6 +21,7 @@ from journal_core import JournalError
 from journal_core.approvals import Approval, get_approval
 from journal_core.central.connection import connect_central, connect_central_async
 from journal_core.central.decisions import (
+    CENTRAL_CHANNEL,
     DECISIONS_CHANNEL,
     CentralDecision,
     central_decision,
@@ -42,6 +43,7 @@ class CentralSource:
     """Every journal the central store holds, or one of them."""
 
     multi_journal = True
+    decision_channel = CENTRAL_CHANNEL
 
     def __init__(
         self,

@@ -68,6 +68,8 @@ class Source(Protocol):
 
     decider: str
     read_only: bool
+    #: The channel decisions are recorded on (``tui`` for a file, ``central`` for the fleet).
+    decision_channel: str
 
     @property
     def label(self) -> str:
@@ -141,6 +143,7 @@ class JournalSource:
     """One journal file, as the inspector sees it."""
 
     multi_journal = False
+    decision_channel = "tui"
 
     def __init__(
         self,
@@ -288,7 +291,7 @@ class JournalSource:
             decision=decision,
             scope=scope,
             decided_by=self.decider,
-            channel="tui",
+            channel=self.decision_channel,
             reason=reason or None,
             ttl_ms=ttl_ms,
         )

@@ -24,9 +24,12 @@ from textual.widgets import DataTable
 from tui_fixtures import (
     DECIDER,
     FROZEN_NOW_MS,
+    HOSTILE,
+    RAW_FORBIDDEN,
     SIZE,
     build,
     frozen_inspector,
+    screen_text,
     settle,
     static_text,
     table_rows,
@@ -271,3 +274,27 @@ def test_a_decision_taken_centrally_reaches_the_daemon(central_url: str, tmp_pat
         "ops@central",
         "central",
     )
+
+
+def test_hostile_daemon_fields_are_shown_literally(fleet: Fleet) -> None:
+    """A host name, a path and a refusal detail come from the hosts: shown as literal text."""
+    with psycopg.connect(fleet.url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE journals SET host = %s, source_path = %s, refused_detail = %s"
+            " WHERE journal_id = %s",
+            (
+                HOSTILE.replace("\x00", ""),
+                HOSTILE.replace("\x00", ""),
+                HOSTILE.replace("\x00", ""),
+                fleet.journals["gamma"],
+            ),
+        )
+
+    async def scenario(pilot: Pilot[Any]) -> None:
+        shown = screen_text(pilot.app)
+        raw = sorted({repr(char) for char in RAW_FORBIDDEN if char in shown})
+        assert not raw, f"raw {', '.join(raw)} on the Daemons pane"
+        assert "[bold red]X[/]" in shown
+        assert "\\x1b[31mred" in shown
+
+    run(fleet_inspector(fleet), scenario)
