@@ -9,6 +9,7 @@ checkpoints. ``PRAGMA data_version`` tells cheaply whether another connection co
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sqlite3
 import urllib.parse
@@ -41,7 +42,9 @@ _EVENT_COLUMNS = (
     " redacted, redaction_rules, hash, prev_hash, principal, device_id, channel,"
     " created_at_unix_ms"
 )
-_VERIFY_PAGE = 20_000
+# Small pages: each is read in one short transaction, and a page of ~500 rows (~350 KB) stays
+# in the CPU caches while it is verified; 20,000-row pages made fetching ~40% slower.
+_VERIFY_PAGE = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +148,23 @@ def iter_link_rows(
     conn: sqlite3.Connection, from_seq: int, to_seq: int
 ) -> Iterator[tuple[Value, ...]]:
     """Rows for :func:`verify_rows` in seq order, paged so no transaction stays open long."""
+    # Pages are chained in C: a generator resumed once per row cost more than the link check.
+    return itertools.chain.from_iterable(_link_pages(conn, from_seq, to_seq))
+
+
+def _link_pages(
+    conn: sqlite3.Connection, from_seq: int, to_seq: int
+) -> Iterator[list[tuple[Value, ...]]]:
     columns = ", ".join(LINK_COLUMNS) + ", hash"
     query = f"SELECT {columns} FROM journal_events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
     cursor_seq = from_seq
     while cursor_seq <= to_seq:
-        rows = conn.execute(query, (cursor_seq, to_seq, _VERIFY_PAGE)).fetchall()
+        rows: list[tuple[Value, ...]] = conn.execute(
+            query, (cursor_seq, to_seq, _VERIFY_PAGE)
+        ).fetchall()
         if not rows:
             return
-        yield from rows
+        yield rows
         last = rows[-1][1]
         if not isinstance(last, int):
             return

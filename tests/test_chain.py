@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from journal_core.chain import (
     DOMAIN_TAG,
     LINK_COLUMNS,
     BreakCode,
+    _layout_preimage,
     encode_value,
     genesis_prev_hash,
     link_hash,
@@ -126,6 +128,76 @@ def test_different_rows_never_share_a_preimage(left: list[object], right: list[o
         assert link_preimage(left) != link_preimage(right)  # type: ignore[arg-type]
 
 
+# Rows in the column types of journal_events, as the writer has them (str) and as a verifier
+# reads them (bytes): the specialised encoder must give link_preimage's bytes for every one.
+# Lone surrogates included: both encoders encode str with surrogatepass.
+_text = st.text(alphabet=st.characters(blacklist_categories=()), max_size=300)
+_int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_layout_rows = st.tuples(
+    _text,  # prev_hash
+    _int64,  # seq
+    _text,  # event_ulid
+    _text,  # session_ulid
+    _text,  # run_ulid
+    _int64,  # kind
+    _int64,  # actor
+    _int64,  # timestamp_unix_ms
+    _int64,  # created_at_unix_ms
+    _text,  # principal
+    _text,  # device_id
+    st.none() | _text,  # channel
+    _int64,  # redacted
+    st.none() | _text,  # redaction_rules
+    _text,  # payload_json
+)
+
+
+def _as_stored(row: tuple[object, ...]) -> list[object]:
+    return [
+        value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value for value in row
+    ]
+
+
+@given(_layout_rows)
+def test_layout_encoder_is_byte_identical_to_the_reference(row: tuple[object, ...]) -> None:
+    reference = link_preimage(row)  # type: ignore[arg-type]
+    stored = _as_stored(row)
+    assert _layout_preimage(stored) == reference
+    assert _layout_preimage([*stored, b"f" * 64]) == reference  # a trailing stored hash
+    assert link_preimage(stored) == reference  # type: ignore[arg-type]
+    assert link_hash(row) == hashlib.sha256(reference).hexdigest()  # type: ignore[arg-type]
+
+
+def test_layout_encoder_vector_and_edges() -> None:
+    stored = _as_stored(_vector_row())
+    assert hashlib.sha256(_layout_preimage(stored)).hexdigest() == (
+        "4861f3812eaabccd823b6b8bd94da763feb8ea67cf4ee7072b0335754820a848"
+    )
+    edges = list(_vector_row())
+    edges[9], edges[10], edges[11], edges[13] = "", "ü→😀", "", "[]"  # '' is not NULL
+    edges[1], edges[7] = 2**63 - 1, -(2**63)
+    assert _layout_preimage(_as_stored(tuple(edges))) == link_preimage(edges)  # type: ignore[arg-type]
+    for length in (4095, 4096, 70_000):  # around the ready-made text heads, and far beyond
+        edges[14] = "p" * length
+        assert _layout_preimage(_as_stored(tuple(edges))) == link_preimage(edges)  # type: ignore[arg-type]
+    edges[10] = "x" * 4096  # a long device id: the fallback encodes it
+    with pytest.raises(IndexError):
+        _layout_preimage(_as_stored(tuple(edges)))
+    assert link_hash(edges) == hashlib.sha256(link_preimage(edges)).hexdigest()  # type: ignore[arg-type]
+
+
+@given(_rows)
+def test_link_hash_of_any_row_is_sha256_of_the_reference(row: list[object]) -> None:
+    """Rows of the wrong types (a tampered column) take the reference encoder's path."""
+    assert link_hash(row) == hashlib.sha256(link_preimage(row)).hexdigest()  # type: ignore[arg-type]
+    stored = _as_stored(tuple(row))
+    try:
+        fast = _layout_preimage(stored)
+    except (TypeError, IndexError, struct.error):
+        return
+    assert fast == link_preimage(row)  # type: ignore[arg-type]
+
+
 def _chain(count: int) -> list[list[object]]:
     rows: list[list[object]] = []
     prev = genesis_prev_hash(JOURNAL_ID)
@@ -205,3 +277,38 @@ def test_breaks_never_carry_payload_text() -> None:
     rows[1][14] = '{"secret":"do-not-print-me"}'
     report = verify_rows(rows, journal_id=JOURNAL_ID)  # type: ignore[arg-type]
     assert "do-not-print-me" not in repr(report.to_dict())
+
+
+def test_rows_read_as_bytes_verify_like_the_writers_rows() -> None:
+    """A verifier reads TEXT as bytes (the fast path of the walk); every break is the same."""
+
+    def stored(rows: list[list[object]]) -> list[list[object]]:
+        return [_as_stored(tuple(row)) for row in rows]
+
+    edited = _chain(12)
+    edited[3][14] = '{"n":"edited"}'
+    edited[7][0] = "0" * 64
+    edited[9][1] = "10"  # seq tampered into text
+    gap = _chain(10)
+    del gap[3:6]
+    scenarios: list[tuple[list[list[object]], dict[str, object]]] = [
+        (_chain(12), {}),
+        (edited, {}),
+        (gap, {}),
+        (_chain(5)[2:], {}),
+        (_chain(10)[5:], {"from_seq": 6, "anchor_hash": _chain(10)[4][-1]}),
+        (_chain(10)[5:], {"from_seq": 6, "anchor_hash": "0" * 64}),
+    ]
+    for rows, kwargs in scenarios:
+        as_str = verify_rows(rows, journal_id=JOURNAL_ID, **kwargs)  # type: ignore[arg-type]
+        as_bytes = verify_rows(stored(rows), journal_id=JOURNAL_ID, **kwargs)  # type: ignore[arg-type]
+        assert as_bytes.to_dict() == as_str.to_dict()
+    report = verify_rows(stored(edited), journal_id=JOURNAL_ID)  # type: ignore[arg-type]
+    assert [(item.code.value, item.seq) for item in report.breaks] == [
+        ("hash_mismatch", 4),
+        ("prev_hash_mismatch", 8),
+        ("hash_mismatch", 8),
+        ("hash_mismatch", 10),  # seq 10 is not an integer: the row is skipped ...
+        ("missing_event", 10),  # ... so seq 10 is missing and 11 does not link to 9
+        ("prev_hash_mismatch", 11),
+    ]
