@@ -8,7 +8,9 @@ current status. Enter on a break opens the event and its neighbours.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -178,7 +180,7 @@ class ChainPane(Vertical):
         def progress(checked: int, seq: int) -> None:
             if not worker.is_cancelled and generation == self.generation:
                 elapsed = max(1e-6, time.perf_counter() - started)
-                self.app.call_from_thread(self._progress, checked, seq, checked / elapsed)
+                self._from_thread(self._progress, checked, seq, checked / elapsed)
 
         try:
             report = self.source.verify(
@@ -186,7 +188,7 @@ class ChainPane(Vertical):
             )
         except (JournalError, ValueError) as error:
             if generation == self.generation:
-                self.app.call_from_thread(self._failed, str(error))
+                self._from_thread(self._failed, str(error))
             return
         finally:
             if generation == self.generation:
@@ -194,9 +196,15 @@ class ChainPane(Vertical):
         if generation != self.generation:
             return
         elapsed = max(1e-6, time.perf_counter() - started)
-        self.app.call_from_thread(
+        self._from_thread(
             self._finished, report, full, report.checked_events / elapsed, incremental
         )
+
+    def _from_thread(self, callback: Callable[..., object], *args: object) -> None:
+        """Run ``callback`` on the app's loop, unless the app has quit meanwhile (Textual then
+        raises a RuntimeError: no active app, or its loop is closed)."""
+        with contextlib.suppress(RuntimeError):
+            self.app.call_from_thread(callback, *args)
 
     def _progress(self, checked: int, seq: int, rate: float) -> None:
         bar = self.query_one("#verify-progress", ProgressBar)
