@@ -149,6 +149,7 @@ class CentralReader:
         if translated is None:
             translated = self._queries[query] = to_pg_query(query)
         try:
+            # As bytes: psycopg types run-time built ``str`` queries as unsafe (LiteralString).
             cursor = await self._conn.execute(translated.encode("utf-8"), params)
             return await cursor.fetchall()
         except psycopg.Error as error:
