@@ -9,17 +9,25 @@ Figures (medians of R runs, each against a baseline run in the same process righ
 - batch: ``append_batch`` of 1,000 vs executemany of the same rows;
 - verify: full chain verification vs a plain scan of the same rows with SHA-256 over their bytes.
 The baseline rows are the rows the journal stored (same columns, same payload bytes).
+
+Then the floors of an awaited append, in µs each (medians of R runs): the baseline's own
+INSERT + COMMIT, the Python work every event needs whatever the design (``prepare_event``:
+validation, redaction, ULID, serialisation; ``link_hash``), one await of a future resolved in the
+next turn of the event loop, and one round trip to a thread and back (``SimpleQueue`` then
+``call_soon_threadsafe``), what a dedicated writer thread costs per awaited append.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import queue
 import random
 import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from journal_files import scan_and_hash
 
 from journal_core import EventInput, Journal, new_ulid, verify_file
+from journal_core.chain import link_hash
+from journal_core.events import prepare_event
 from journal_core.schema import MIGRATIONS
 
 PRODUCERS = 64
@@ -157,6 +167,74 @@ async def batch(path: Path, events: list[EventInput]) -> float:
         return len(events) / (time.perf_counter() - start)
 
 
+def prepare_floor(events: list[EventInput]) -> float:
+    """µs per ``prepare_event`` (what ``Journal.append`` does before anything is queued)."""
+    start = time.perf_counter()
+    for event in events:
+        prepare_event(event)
+    return (time.perf_counter() - start) / len(events) * 1e6
+
+
+def link_floor(events: list[EventInput]) -> float:
+    """µs per ``link_hash`` of a typical event's columns."""
+    prepared = [prepare_event(event) for event in events[:1_000]]
+    start = time.perf_counter()
+    for seq, event in enumerate(prepared, 1):
+        link_hash(
+            (
+                "0" * 64,
+                seq,
+                event.event_ulid,
+                event.session_ulid,
+                event.run_ulid,
+                event.kind,
+                event.actor,
+                event.timestamp_unix_ms,
+                event.timestamp_unix_ms,
+                event.principal,
+                event.device_id,
+                event.channel,
+                event.redacted,
+                event.redaction_rules,
+                event.payload_json,
+            )
+        )
+    return (time.perf_counter() - start) / len(prepared) * 1e6
+
+
+async def loop_turn_floor(count: int) -> float:
+    """µs per await of a future resolved by a callback in the loop's next turn."""
+    loop = asyncio.get_running_loop()
+    start = time.perf_counter()
+    for _ in range(count):
+        future: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(future.set_result, None)
+        await future
+    return (time.perf_counter() - start) / count * 1e6
+
+
+async def thread_hop_floor(count: int) -> float:
+    """µs per await of a future resolved by another thread woken through a queue."""
+    loop = asyncio.get_running_loop()
+    inbox: queue.SimpleQueue[asyncio.Future[None] | None] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while (future := inbox.get()) is not None:
+            loop.call_soon_threadsafe(future.set_result, None)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    start = time.perf_counter()
+    for _ in range(count):
+        future: asyncio.Future[None] = loop.create_future()
+        inbox.put(future)
+        await future
+    elapsed = time.perf_counter() - start
+    inbox.put(None)
+    thread.join()
+    return elapsed / count * 1e6
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -176,6 +254,14 @@ def main() -> None:
     }
     p50s: list[float] = []
     p99s: list[float] = []
+    floors: dict[str, list[float]] = {
+        "journal append, one producer": [],
+        "sqlite3 INSERT + COMMIT (baseline)": [],
+        "prepare_event": [],
+        "link_hash": [],
+        "await a future set in the next loop turn": [],
+        "await a thread round trip": [],
+    }
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         for attempt in range(args.repeat):
@@ -183,7 +269,10 @@ def main() -> None:
             run_dir.mkdir()
             ours = asyncio.run(single(run_dir / "single.db", events))
             rows = stored_rows(run_dir / "single.db")
-            figures["single"].append((ours, baseline_per_row(run_dir / "b1.db", rows)))
+            base = baseline_per_row(run_dir / "b1.db", rows)
+            figures["single"].append((ours, base))
+            floors["journal append, one producer"].append(1e6 / ours)
+            floors["sqlite3 INSERT + COMMIT (baseline)"].append(1e6 / base)
             ours, latencies = asyncio.run(concurrent(run_dir / "conc.db", events))
             figures["concurrent"].append((ours, baseline_one_tx(run_dir / "b2.db", rows)))
             p50s.append(percentile(latencies, 0.50))
@@ -195,6 +284,13 @@ def main() -> None:
             assert report.ok
             ours = report.checked_events / (time.perf_counter() - start)
             figures["verify"].append((ours, baseline_scan_sha(run_dir / "single.db")))
+            floors["prepare_event"].append(prepare_floor(events))
+            floors["link_hash"].append(link_floor(events))
+            turns = min(args.events, 5_000)
+            floors["await a future set in the next loop turn"].append(
+                asyncio.run(loop_turn_floor(turns))
+            )
+            floors["await a thread round trip"].append(asyncio.run(thread_hop_floor(turns)))
 
     targets = {"single": 0.8, "concurrent": 0.5, "batch": 0.5, "verify": 0.7}
     baselines = {
@@ -217,6 +313,9 @@ def main() -> None:
         f"latency under {PRODUCERS} producers: p50 {statistics.median(p50s) * 1000:.2f} ms,"
         f" p99 {statistics.median(p99s) * 1000:.2f} ms (target p99 < 5 ms)"
     )
+    print("floors of an awaited append, µs each:")
+    for name, values in floors.items():
+        print(f"  {name:<44}{statistics.median(values):>8.1f}")
 
 
 if __name__ == "__main__":

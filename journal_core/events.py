@@ -185,20 +185,31 @@ def _timestamp_field(value: object) -> int:
     return value
 
 
+# Exact types that can never make a tree invalid: not pushed on the walk's stack at all.
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _check_json_tree(value: object) -> None:
     """Refuse what JSON cannot carry faithfully: NaN/Infinity, non-string keys, deep nesting."""
     stack: list[tuple[object, int]] = [(value, 0)]
+    push, pop, plain = stack.append, stack.pop, _PLAIN_SCALARS
     while stack:
-        item, depth = stack.pop()
+        item, depth = pop()
         if depth > MAX_JSON_DEPTH:
             raise ValidationError("payload", f"nests deeper than {MAX_JSON_DEPTH} levels")
+        child_depth = depth + 1
+        # A plain scalar child cannot fail unless it sits too deep, which its parent knows.
+        skip_plain = child_depth <= MAX_JSON_DEPTH
         if isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise ValidationError("payload", f"object key {key!r} is not a string")
-                stack.append((child, depth + 1))
+                if not (skip_plain and type(child) in plain):
+                    push((child, child_depth))
         elif isinstance(item, list | tuple):
-            stack.extend((child, depth + 1) for child in item)
+            for child in item:
+                if not (skip_plain and type(child) in plain):
+                    push((child, child_depth))
         elif isinstance(item, float) and not math.isfinite(item):
             raise ValidationError("payload", "NaN and Infinity are not JSON numbers")
         elif item is not None and not isinstance(item, str | int | float | bool):
@@ -332,8 +343,10 @@ def prepare_payload(
     """
     normalised = _normalise_payload(payload)
     tree, input_size = normalised.tree, normalised.input_bytes
+    tree_text: str | None = None
     if input_size < 0:
-        input_size = len(dumps_json(tree).encode("utf-8"))
+        tree_text = dumps_json(tree)
+        input_size = len(tree_text.encode("utf-8"))
     if input_size > max_bytes:
         raise PayloadTooLargeError(input_size, max_bytes, field=field)
     try:
@@ -343,7 +356,10 @@ def prepare_payload(
             {"redacted": True, "reason": "redaction_failed"},
             frozenset({"redaction_failed"}),
         )
-    text = dumps_json(redacted_tree)
+    # The redactor returns the very tree it was given when nothing fired: serialised already.
+    if tree_text is None or redacted_tree is not tree:
+        tree_text = dumps_json(redacted_tree)
+    text = tree_text
     stored_size = len(text.encode("utf-8"))
     if stored_size > max_bytes:
         raise PayloadTooLargeError(stored_size, max_bytes, field=field)

@@ -318,6 +318,67 @@ def test_await_returns_after_commit_visible_to_another_connection(tmp_path: Path
     _run(scenario())
 
 
+def test_an_append_waiting_for_another_writers_lock_leaves_the_loop_free(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the write lock: the append waits, the event loop does not."""
+    path = tmp_path / "j.db"
+
+    async def scenario() -> tuple[bool, float, int]:
+        config = JournalConfig(busy_timeout_ms=20_000, lock_timeout_s=60)
+        async with await Journal.open(path, config) as journal:
+            await journal.append(_event())
+            other = sqlite3.connect(path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            try:
+                task = asyncio.create_task(journal.append(_event(payload={"i": 2})))
+                began = asyncio.get_running_loop().time()
+                for _ in range(10):
+                    await asyncio.sleep(0.01)
+                ticked = asyncio.get_running_loop().time() - began
+                waiting = not task.done()
+            finally:
+                other.execute("COMMIT")
+                other.close()
+            result = await task
+            return waiting, ticked, result.seq
+
+    waiting, ticked, seq = _run(scenario())
+    assert waiting
+    # Far below the 20 s busy timeout: the loop never waited for the lock itself.
+    assert ticked < 10.0
+    assert seq == 2
+    assert verify_file(path)[1].ok
+
+
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+def test_the_wal_is_checkpointed_while_appends_keep_coming(
+    tmp_path: Path, synchronous: str
+) -> None:
+    """Whichever thread commits, the WAL is copied back and restarted instead of growing."""
+    path = tmp_path / "j.db"
+    pad = "w" * 40_000
+    bound = 16 * 1024 * 1024
+
+    async def scenario() -> int:
+        largest = 0
+        config = JournalConfig(synchronous=synchronous)  # type: ignore[arg-type]
+        async with await Journal.open(path, config) as journal:
+            for i in range(50 if synchronous == "FULL" else 900):
+                if synchronous == "FULL":
+                    await journal.append_batch([_event(payload={"pad": pad}) for _ in range(18)])
+                else:
+                    await journal.append(_event(payload={"i": i, "pad": pad}))
+                largest = max(largest, os.path.getsize(f"{path}-wal"))
+        return largest
+
+    largest_wal = _run(scenario())
+    written = int(_rows(path, "SELECT SUM(LENGTH(payload_json)) FROM journal_events")[0][0])
+    assert written > 2 * bound
+    assert largest_wal < bound
+    assert verify_file(path)[1].ok
+
+
 def test_closed_journal_refuses_appends(tmp_path: Path) -> None:
     async def scenario() -> None:
         journal = await Journal.open(tmp_path / "j.db")
