@@ -72,8 +72,12 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PostgresServer]:
-    """Start a throwaway server; stop it and remove its files afterwards."""
+def running_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """Start a throwaway server; stop it and remove its files afterwards.
+
+    ``durable`` keeps PostgreSQL's own defaults (``fsync``, ``synchronous_commit`` and
+    ``full_page_writes`` on), for benchmarks that must pay for durability; the tests do not.
+    """
     bindir = find_bindir()
     if bindir is None:
         raise FileNotFoundError(
@@ -95,10 +99,9 @@ def running_server() -> Iterator[PostgresServer]:
         cwd=root,
     )
     port = _free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-        " -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=100"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run(
         _as_server_user(
             [

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 from journal_helpers import read, rewrite_history_from
+from tui_fixtures import HOSTILE, build, write_hostile
 
 from journal_core import Journal, ShipRefusedError, verify_file
 from journal_core.approvals import OPTIONS, decide, get_approval, request_approval
@@ -255,23 +256,38 @@ def test_the_witness_refuses_a_rewritten_host_journal_by_journal_and_seq(
     assert "Traceback" not in cli.stderr
 
 
-def test_the_witness_refuses_a_rolled_back_host_journal(tmp_path: Path, central_url: str) -> None:
-    db = tmp_path / "host.db"
-    _demo(db, 500)
-    old = tmp_path / "old.db"
-    src = sqlite3.connect(db)
-    dst = sqlite3.connect(old)
+def _copy_journal(source: Path, target: Path) -> None:
+    src = sqlite3.connect(source)
+    dst = sqlite3.connect(target)
     src.backup(dst)
     src.close()
     dst.close()
-    _demo(db, 500, seed=9)
-    _ship(db, central_url)
-    shutil.copy(old, db)
+
+
+def _put_back(copy: Path, db: Path) -> None:
+    shutil.copy(copy, db)
     for suffix in ("-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def test_the_witness_refuses_a_rolled_back_host_journal_until_a_good_copy_returns(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 500)
+    old, good = tmp_path / "old.db", tmp_path / "good.db"
+    _copy_journal(db, old)
+    _demo(db, 500, seed=9)
+    _ship(db, central_url)
+    _copy_journal(db, good)
+    _put_back(old, db)
     with pytest.raises(ShipRefusedError) as refused:
         _ship(db, central_url)
     assert refused.value.code == "rolled_back"
+    assert _central_rows(central_url, "SELECT refused_code FROM journals")[0][0] == "rolled_back"
+    _put_back(good, db)  # e.g. restored from its replica: it extends the history held again
+    assert _ship(db, central_url).events == 0
+    assert _central_rows(central_url, "SELECT refused_code FROM journals")[0][0] is None
 
 
 def test_postgresql_itself_refuses_events_that_do_not_extend_the_head(
@@ -522,3 +538,32 @@ def test_central_tables_mirror_the_file_columns(central_url: str) -> None:
     assert columns("journal_events") == ["journal_id", *EVENT_COLUMNS, "shipped_at"]
     for spec in RECORD_SPECS:
         assert columns(spec.table) == ["journal_id", *spec.columns, "event_seq"], spec.table
+
+
+def test_text_with_nul_is_shipped_exactly_and_shown_safely(
+    tmp_path: Path, central_url: str
+) -> None:
+    """PostgreSQL text cannot hold NUL, a journal's free text can (a tool's output, a label):
+    such rows keep an exact copy, the table shows NUL as U+2400, and both are verified."""
+    db = tmp_path / "hostile.db"
+    build(db, write_hostile)
+    result = _ship(db, central_url)
+    assert result.head_seq == _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
+    labels = _central_rows(central_url, "SELECT session_label FROM orchestrator_sessions")
+    assert [row[0] for row in labels] == [HOSTILE.replace("\x00", "\u2400")]
+    exact = _central_rows(central_url, "SELECT count(*) FROM record_raw")[0][0]
+    host_rows_with_nul = sum(
+        _host_rows(db, f"SELECT count(*) FROM {table} WHERE instr({column}, char(0)) > 0")[0][0]
+        for table, column in (
+            ("orchestrator_sessions", "session_label"),
+            ("tool_job_tail_entries", "chunk_redacted"),
+        )
+    )
+    assert exact >= host_rows_with_nul > 0
+    [report] = _verify(central_url)
+    assert report.ok, report.to_dict()
+    _tamper_central(
+        central_url, "UPDATE orchestrator_sessions SET session_label = 'nothing to see here'"
+    )
+    [report] = _verify(central_url)
+    assert [b.code for b in report.chain.record_breaks] == ["record_digest_mismatch"]

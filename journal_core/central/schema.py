@@ -387,6 +387,17 @@ CREATE TABLE journal_checkpoints (
     PRIMARY KEY (journal_id, id)
 );
 
+-- The exact values of record rows whose text holds NUL, which a text column cannot: their
+-- table row shows each NUL as U+2400 (journal_core/central/rows.py).
+CREATE TABLE record_raw (
+    journal_id text NOT NULL REFERENCES journals (journal_id),
+    tbl text NOT NULL,
+    k text NOT NULL,
+    event_seq bigint NOT NULL,
+    exact bytea NOT NULL,
+    PRIMARY KEY (journal_id, tbl, k)
+);
+
 -- Decisions taken centrally, waiting for the host's shipper to apply them to the daemon's own
 -- journal (the writer of record). One per request: the first central answer wins centrally, and
 -- the host's journal then decides between it and any local answer.

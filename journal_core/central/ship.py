@@ -28,20 +28,21 @@ import contextlib
 import socket
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 import psycopg
 
+from journal_core.central import rows as rows_codec
 from journal_core.central.connection import CentralConnection, connection_error
 from journal_core.central.decisions import DECISIONS_CHANNEL, apply_pending
 from journal_core.chain import LINK_COLUMNS, Value, genesis_prev_hash, verify_rows
 from journal_core.connection import JournalInfo, describe_sqlite_error, open_reader
 from journal_core.errors import ShipRefusedError
 from journal_core.events import Kind
-from journal_core.records import SPECS_BY_TABLE, RecordSpec, record_digest
+from journal_core.records import RECORD_SPECS, SPECS_BY_TABLE, RecordSpec, record_digest
 from journal_core.schema import EVENT_COLUMNS
 
 _LINK_INDEX = tuple(EVENT_COLUMNS.index(column) for column in (*LINK_COLUMNS, "hash"))
@@ -50,6 +51,11 @@ _SEQ, _KIND, _PAYLOAD, _HASH = (
 )
 _KEY_COLUMNS = ("key_id", "name", "vkey", "announced_by", "created_at_unix_ms")
 _CHECKPOINT_COLUMNS = ("id", "seq", "head_hash", "time_unix_ms", "key_id", "note")
+_RECORD_ROW_SQL = {
+    spec.table: f"SELECT {', '.join(spec.columns)}, event_seq, {spec.key_sql('r')}"
+    f" FROM {spec.table} AS r WHERE {spec.key_where}"
+    for spec in RECORD_SPECS
+}
 
 DEFAULT_BATCH = 5_000
 CHANNEL = "journal_central"
@@ -69,6 +75,14 @@ class ShipResult:
     host_head_seq: int = 0
     seconds: float = 0.0
     refusal: ShipRefusedError | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class _RecordChanges:
+    """What a batch does to the record tables: rows to upsert and keys to delete, by table."""
+
+    upserts: dict[str, list[tuple[Value, ...]]] = field(default_factory=dict)
+    deletes: dict[str, set[str]] = field(default_factory=dict)
 
 
 class _Snapshot:
@@ -103,13 +117,18 @@ class _Snapshot:
         ).fetchall()
 
     def record_row(self, spec: RecordSpec, key: str) -> tuple[Value, ...] | None:
-        """The row of ``spec`` whose key text is ``key``, with ``event_seq`` last, or None."""
-        row = self.conn.execute(
-            f"SELECT {', '.join(spec.columns)}, event_seq FROM {spec.table} AS r"
-            f" WHERE {spec.key_sql('r')} = ?",
-            (key,),
-        ).fetchone()
-        return None if row is None else tuple(row)
+        """The row of ``spec`` whose key text is ``key``, with ``event_seq`` last, or None.
+
+        The lookup goes through the table's primary key (a match on the key text alone would
+        scan the table for every record event): the text is split back into its values, at its
+        last colons since only a multi-column key's first column is text, and the row found must
+        give back exactly that key text.
+        """
+        parts = key.rsplit(":", len(spec.key_columns) - 1)
+        if len(parts) != len(spec.key_columns):
+            return None
+        row = self.conn.execute(_RECORD_ROW_SQL[spec.table], parts).fetchone()
+        return None if row is None or row[-1] != key else tuple(row[:-1])
 
     def signing_keys(self) -> list[tuple[Value, ...]]:
         if not self.has_checkpoints:
@@ -251,10 +270,16 @@ class Shipper:
         self._registered = True
 
     def _touch(self, host_head: int) -> None:
-        """Record that the host was seen (for the fleet's lag), when nothing was shipped."""
+        """Record that the host was seen (for the fleet's lag), when nothing was shipped.
+
+        Only called once the host's journal was found to extend the central history, so an
+        earlier refusal no longer holds (the journal was restored to a good copy).
+        """
         self.central.execute(
-            "UPDATE journals SET host_head_seq = %s, host_seen_at = now()"
-            " WHERE journal_id = %s AND host_head_seq IS DISTINCT FROM %s",
+            "UPDATE journals SET host_head_seq = %s, host_seen_at = now(), refused_at = NULL,"
+            " refused_seq = NULL, refused_code = NULL, refused_detail = NULL"
+            " WHERE journal_id = %s AND (host_head_seq IS DISTINCT FROM %s"
+            " OR refused_code IS NOT NULL)",
             (host_head, self.journal_id, host_head),
         )
 
@@ -281,7 +306,10 @@ class Shipper:
             ) as copy:
                 for event in events:
                     copy.write_row((journal_id, *event))
-            self._ship_records(snapshot, events, result)
+                # Read and check the record rows while PostgreSQL takes in the streamed events
+                # (a refusal here aborts the COPY, and with it the batch).
+                changes = self._record_changes(snapshot, events)
+            self._ship_records(changes, result)
             self._ship_signing(snapshot, events, last, result)
             complete = last == snapshot.head_seq
             central.execute(
@@ -375,15 +403,12 @@ class Shipper:
             )
         return rows
 
-    def _ship_records(
-        self, snapshot: _Snapshot, events: list[tuple[Value, ...]], result: ShipResult
-    ) -> None:
-        """Upsert the record rows the batch's events wrote; delete those its tombstones purged.
-
-        Deletes go first: a key purged and then written again within the batch ends present.
-        """
+    def _record_changes(
+        self, snapshot: _Snapshot, events: list[tuple[Value, ...]]
+    ) -> _RecordChanges:
+        """The record rows the batch's events wrote (checked) and the keys its tombstones purged."""
+        changes = _RecordChanges()
         upserts: dict[tuple[str, str], tuple[Value, ...]] = {}
-        deletes: dict[str, set[str]] = {}
         for event in events:
             kind = event[_KIND]
             if kind not in (Kind.RECORD_WRITTEN, Kind.RECORD_PURGED):
@@ -398,7 +423,7 @@ class Shipper:
             if kind == Kind.RECORD_PURGED:
                 for key in payload.get("keys") or ():
                     upserts.pop((spec.table, str(key)), None)
-                    deletes.setdefault(spec.table, set()).add(str(key))
+                    changes.deletes.setdefault(spec.table, set()).add(str(key))
                 continue
             key = str(payload.get("key"))
             row = snapshot.record_row(spec, key)
@@ -412,31 +437,74 @@ class Shipper:
                     f"the host's {spec.table} row {key} differs from what event {seq} commits to",
                 )
             upserts[(spec.table, key)] = row
-        for table, keys in deletes.items():
+        for (table, _key), row in upserts.items():
+            changes.upserts.setdefault(table, []).append(row)
+        return changes
+
+    def _ship_records(self, changes: _RecordChanges, result: ShipResult) -> None:
+        """Delete the purged record rows, then upsert the written ones.
+
+        Deletes go first: a key purged and then written again within the batch ends present.
+        """
+        for table, keys in changes.deletes.items():
             spec = SPECS_BY_TABLE[table]
             cursor = self.central.execute(
                 f"DELETE FROM {table} AS r WHERE journal_id = %s AND {_pg_key_sql(spec)} = ANY(%s)",
                 (self.journal_id, sorted(keys)),
             )
             result.purged += max(cursor.rowcount, 0)
-        by_table: dict[str, list[tuple[Value, ...]]] = {}
-        for (table, _key), row in upserts.items():
-            by_table.setdefault(table, []).append(row)
+            self._forget_exact(table, keys)
+        if changes.upserts:
+            self._upsert(changes.upserts)
+            result.records += sum(len(rows) for rows in changes.upserts.values())
+
+    def _upsert(self, by_table: dict[str, list[tuple[Value, ...]]]) -> None:
+        """Insert or replace record rows: COPY into a staging table, then one upsert per table.
+
+        One COPY and one statement per table instead of one round of parameters per row; the
+        staging tables are the session's own and emptied at commit (and gone on rollback).
+        """
+        central = self.central
+        central.execute(
+            "".join(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_staging(table)} (LIKE {table})"
+                " ON COMMIT DELETE ROWS;"
+                for table in by_table
+            )
+        )
         for table, rows in by_table.items():
             spec = SPECS_BY_TABLE[table]
-            columns = (*spec.columns, "event_seq")
+            columns = ", ".join(("journal_id", *spec.columns, "event_seq"))
+            stored, exact, clean = rows_codec.split_rows(spec, rows)
+            with central.cursor().copy(f"COPY {_staging(table)} ({columns}) FROM STDIN") as copy:
+                for row in stored:
+                    copy.write_row((self.journal_id, *row))
+            self._forget_exact(table, clean)
+            if exact:
+                central.cursor().executemany(
+                    "INSERT INTO record_raw (journal_id, tbl, k, event_seq, exact)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (journal_id, tbl, k)"
+                    " DO UPDATE SET event_seq = EXCLUDED.event_seq, exact = EXCLUDED.exact",
+                    [(self.journal_id, table, key, seq, data) for key, seq, data in exact],
+                )
             updates = ", ".join(
                 f"{column} = EXCLUDED.{column}"
-                for column in columns
+                for column in (*spec.columns, "event_seq")
                 if column not in spec.key_columns
             )
-            self.central.cursor().executemany(
-                f"INSERT INTO {table} (journal_id, {', '.join(columns)})"
-                f" VALUES (%s, {', '.join(['%s'] * len(columns))})"
-                f" ON CONFLICT (journal_id, {', '.join(spec.key_columns)}) DO UPDATE SET {updates}",
-                [(self.journal_id, *row) for row in rows],
+            central.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_staging(table)}"
+                f" ON CONFLICT (journal_id, {', '.join(spec.key_columns)}) DO UPDATE SET {updates}"
             )
-            result.records += len(rows)
+
+    def _forget_exact(self, table: str, keys: Iterable[str]) -> None:
+        """Drop the exact copies (text with NUL) of rows purged or now stored as they are."""
+        listed = sorted(keys)
+        if listed:
+            self.central.execute(
+                "DELETE FROM record_raw WHERE journal_id = %s AND tbl = %s AND k = ANY(%s)",
+                (self.journal_id, table, listed),
+            )
 
     def _ship_signing(
         self,
@@ -504,6 +572,11 @@ class Shipper:
             self.central.execute(
                 "SELECT pg_notify(%s, %s)", (CHANNEL, f"refused {refusal.journal_id}")
             )
+
+
+def _staging(table: str) -> str:
+    """The session's staging table for upserts into ``table``."""
+    return f"ship_{table}"
 
 
 def _pg_key_sql(spec: RecordSpec) -> str:

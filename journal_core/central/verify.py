@@ -11,14 +11,22 @@ is reported too: its central copy may be intact, but its host's history is not.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
+from journal_core.central import rows as rows_codec
 from journal_core.central.connection import CentralConnection, connection_error
-from journal_core.chain import LINK_COLUMNS, ProgressCallback, VerifyReport, verify_rows
+from journal_core.chain import (
+    LINK_COLUMNS,
+    ProgressCallback,
+    RecordBreak,
+    VerifyReport,
+    verify_rows,
+)
 from journal_core.checkpoints import (
     HISTORY_REWRITTEN,
     TAIL_TRUNCATED,
@@ -99,14 +107,17 @@ def _check_records(
         query = (
             f"SELECT {_key_sql(spec)}, r.event_seq, e.kind, e.payload_json, "
             + ", ".join(f"r.{column}" for column in spec.columns)
+            + ", x.event_seq, x.exact"
             + f" FROM {spec.table} AS r LEFT JOIN journal_events AS e"
             " ON e.journal_id = r.journal_id AND e.seq = r.event_seq"
+            " LEFT JOIN record_raw AS x ON x.journal_id = r.journal_id AND x.tbl = %s"
+            f" AND x.k = {_key_sql(spec)}"
             " WHERE r.journal_id = %s AND (r.event_seq <= %s OR e.seq IS NULL)"
         )
         with conn.cursor(name=f"rows_{spec.table}") as cursor:
             cursor.itersize = _PAGE
-            cursor.execute(query, (journal_id, head_seq))
-            for item in check_rows(spec, cursor):
+            cursor.execute(query, (spec.table, journal_id, head_seq))
+            for item in check_rows(spec, _exact_rows(spec, cursor, report)):
                 report.checked_rows += 1
                 if item is not None:
                     report.breaks.append(item)
@@ -150,6 +161,39 @@ def _record_events(conn: CentralConnection, journal_id: str, head_seq: int) -> N
         conn.execute(query.format(parse="central_jsonb(payload_json)"), params)
     conn.execute("CREATE INDEX ON central_record_events (tbl, k)")
     conn.execute("ANALYZE central_record_events")
+
+
+def _exact_rows(
+    spec: RecordSpec, rows: Iterable[tuple[Any, ...]], report: RecordsReport
+) -> Iterator[tuple[Any, ...]]:
+    """Rows with their exact values: from ``record_raw`` for rows whose text holds NUL.
+
+    A row whose table copy is not its exact copy with NUL shown as U+2400 is reported (and
+    left out of the digest check, which its exact copy would pass).
+    """
+    for row in rows:
+        *stored, raw_seq, exact = row
+        if exact is None:
+            yield tuple(stored)
+            continue
+        key, event_seq = str(stored[0]), stored[1]
+        try:
+            values = rows_codec.unpack(bytes(exact))
+        except (ValueError, struct.error):
+            values = ()
+        if raw_seq != event_seq or not rows_codec.matches_shown(values, stored[4:]):
+            report.checked_rows += 1
+            report.breaks.append(
+                RecordBreak(
+                    "record_digest_mismatch",
+                    spec.table,
+                    key,
+                    event_seq,
+                    "the central row differs from its exact copy (text with NUL characters)",
+                )
+            )
+            continue
+        yield (*stored[:4], *values)
 
 
 # The newest record event per key (up to records_seq), its row and its newest tombstone (up to
