@@ -567,3 +567,26 @@ def test_text_with_nul_is_shipped_exactly_and_shown_safely(
     )
     [report] = _verify(central_url)
     assert [b.code for b in report.chain.record_breaks] == ["record_digest_mismatch"]
+
+
+def test_a_host_row_edited_behind_its_event_is_refused_at_its_seq(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 1_200)
+    run_ulid, event_seq = _host_rows(
+        db, "SELECT run_ulid, event_seq FROM orchestrator_runs ORDER BY event_seq DESC LIMIT 1"
+    )[0]
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE orchestrator_runs SET total_tokens = 999999 WHERE run_ulid = ?", (run_ulid,)
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(ShipRefusedError) as refused:
+        _ship(db, central_url, batch=100)
+    assert (refused.value.code, refused.value.seq) == ("record_digest_mismatch", event_seq)
+    head = _central_rows(central_url, "SELECT head_seq, refused_code FROM journals")[0]
+    assert head[0] < event_seq <= head[0] + 100, "the batches before it stay shipped"
+    assert head[1] == "record_digest_mismatch"
+    assert _central_rows(central_url, "SELECT count(*) FROM journal_events")[0][0] == head[0]
