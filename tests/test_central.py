@@ -590,3 +590,14 @@ def test_a_host_row_edited_behind_its_event_is_refused_at_its_seq(
     assert head[0] < event_seq <= head[0] + 100, "the batches before it stay shipped"
     assert head[1] == "record_digest_mismatch"
     assert _central_rows(central_url, "SELECT count(*) FROM journal_events")[0][0] == head[0]
+
+
+def test_verify_of_a_database_without_a_central_store_changes_nothing(
+    central_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_run(["verify", central_url]) == 2
+    assert "holds no central journal store yet" in capsys.readouterr().err
+    tables = _central_rows(
+        central_url, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+    )
+    assert tables[0][0] == 0

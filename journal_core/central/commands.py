@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-from journal_core.central.connection import connect_central, describe_url
+import psycopg
+
+from journal_core.central.connection import connect_central, connection_error, describe_url
+from journal_core.central.schema import installed_version
 from journal_core.central.ship import Shipper, ShipResult, follow
 from journal_core.central.verify import CentralJournalReport, verify_central
-from journal_core.errors import ShipRefusedError
+from journal_core.errors import CentralStoreError, ShipRefusedError
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -105,9 +108,21 @@ def ship(
 def verify(
     url: str, *, journal_id: str | None, write: Write
 ) -> tuple[int, list[dict[str, object]]]:
-    """``journal verify postgresql://...``: every journal held, or one; (status, documents)."""
-    central = connect_central(url)
+    """``journal verify postgresql://...``: every journal held, or one; (status, documents).
+
+    Read-only: a database without a central store is reported, never given one.
+    """
+    central = connect_central(url, migrate_schema=False)
     try:
+        try:
+            empty = installed_version(central) == 0
+        except psycopg.Error as error:
+            raise connection_error(url, error) from None
+        if empty:
+            raise CentralStoreError(
+                f"{describe_url(url)} holds no central journal store yet; ship a journal to it"
+                " first (journal ship DB --to URL)"
+            )
         reports = verify_central(central, url, journal_id)
     finally:
         central.close()
