@@ -543,9 +543,10 @@ async def session_summaries(
         needle = validate.text("text", text.strip(), max_bytes=1_024)
         like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         searched = [
-            "s.session_key LIKE ? ESCAPE '\\'",
-            "COALESCE(s.session_label, '') LIKE ? ESCAPE '\\'",
-            "COALESCE(s.auto_title, '') LIKE ? ESCAPE '\\'",
+            # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+            "lower(s.session_key) LIKE lower(?) ESCAPE '\\'",
+            "lower(COALESCE(s.session_label, '')) LIKE lower(?) ESCAPE '\\'",
+            "lower(COALESCE(s.auto_title, '')) LIKE lower(?) ESCAPE '\\'",
         ]
         params.extend([like, like, like])
         match = reader.transcript_match(needle)

@@ -33,13 +33,16 @@ from journal_core.central.decisions import (
     central_decision,
     request_decision,
 )
+from journal_core.central.reads import CentralReader
 from journal_core.central.ship import Shipper, follow
 from journal_core.central.verify import verify_central
 from journal_core.cli import run as cli_run
 from journal_core.demo import DemoConfig, run_demo
 from journal_core.errors import CentralStoreError, ValidationError
+from journal_core.reader import JournalReader
 from journal_core.records import RECORD_SPECS
 from journal_core.schema import EVENT_COLUMNS
+from journal_core.sessions import session_summaries
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -601,3 +604,135 @@ def test_verify_of_a_database_without_a_central_store_changes_nothing(
         central_url, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
     )
     assert tables[0][0] == 0
+
+
+# --- found in review: the witness with nothing to ship, racing shippers, notifications ---------
+
+
+def test_an_emptied_host_journal_is_refused_not_taken_for_idle(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    empty = tmp_path / "empty.db"
+
+    async def create() -> None:
+        async with await Journal.open(db):
+            pass
+
+    asyncio.run(create())
+    _copy_journal(db, empty)
+    _demo(db, 300)
+    _ship(db, central_url)
+    _put_back(empty, db)
+    with pytest.raises(ShipRefusedError) as refused:
+        _ship(db, central_url)
+    assert refused.value.code == "rolled_back"
+
+
+def test_a_shipper_overtaken_by_another_of_the_same_file_is_not_refused(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 600)
+    slow_conn, fast_conn = connect_central(central_url), connect_central(central_url)
+    slow = Shipper(db, slow_conn, url=central_url, batch_size=100)
+    fast = Shipper(db, fast_conn, url=central_url, batch_size=100)
+    overtaken = []
+
+    def overtake(_result: Any) -> None:
+        if not overtaken:  # after the slow one's first batch: more events, shipped by the other
+            _demo(db, 300, seed=5)
+            overtaken.append(fast.ship_once().head_seq)
+
+    try:
+        slow.ship_once(on_batch=overtake)
+        slow.ship_once()
+    finally:
+        for shipper, conn in ((slow, slow_conn), (fast, fast_conn)):
+            shipper.close()
+            conn.close()
+    head = _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
+    assert overtaken == [head]
+    assert tuple(_central_rows(central_url, "SELECT head_seq, refused_code FROM journals")[0]) == (
+        head,
+        None,
+    )
+
+
+def test_a_scoped_reader_wakes_for_every_journal_and_loses_no_notification(
+    tmp_path: Path, central_url: str
+) -> None:
+
+    db = tmp_path / "host.db"
+    _demo(db, 50)
+    journal_id = _ship(db, central_url).journal_id
+
+    async def main() -> tuple[bool, bool, bool]:
+        reader = await CentralReader.open(central_url, scope=journal_id)
+        try:
+            await reader.listen()
+            with psycopg.connect(central_url, autocommit=True) as conn, conn.transaction():
+                conn.execute("SELECT pg_notify('journal_central', 'events 01OTHER 7')")
+                conn.execute("SELECT pg_notify('journal_central', %s)", (f"events {journal_id} 9",))
+            first = await reader.wait_for_change(timeout=5)
+            second = await reader.wait_for_change(timeout=0.2)
+            with psycopg.connect(central_url, autocommit=True) as conn:
+                conn.execute("SELECT pg_notify('journal_central', 'events 01OTHER 8')")
+            third = await reader.wait_for_change(timeout=5)
+            return first, second, third
+        finally:
+            await reader.close()
+
+    assert asyncio.run(main()) == (True, False, True)
+
+
+def test_a_decision_applied_before_a_crash_is_settled_as_applied(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 100)
+    approval_id = _pending_approval(db)
+    journal_id = _ship(db, central_url).journal_id
+    _request(central_url, journal_id, approval_id, decided_by="ops@central")
+
+    async def applied_then_crashed() -> None:  # the host took it; the central row was not settled
+        async with await Journal.open(db) as journal:
+            await decide(
+                journal,
+                approval_id,
+                decision="allow",
+                scope="once",
+                decided_by="ops@central",
+                channel="central",
+            )
+
+    asyncio.run(applied_then_crashed())
+    central = connect_central(central_url)
+    try:
+        apply_pending(central, db, journal_id)
+    finally:
+        central.close()
+    status = _central_rows(central_url, "SELECT status FROM central_decisions")[0][0]
+    assert status == "applied"
+
+
+def test_session_search_ignores_case_on_both_stores(tmp_path: Path, central_url: str) -> None:
+
+    db = tmp_path / "host.db"
+    _demo(db, 400)
+    journal_id = _ship(db, central_url).journal_id
+
+    async def counts() -> tuple[int, int, str]:
+        async with await JournalReader.open(db) as local:
+            sessions = await session_summaries(local, limit=5)
+            key = sessions[0].session.session_key
+            on_file = len(await session_summaries(local, text=key.upper()))
+        central = await CentralReader.open(central_url, scope=journal_id)
+        try:
+            on_central = len(await session_summaries(central, text=key.upper()))
+        finally:
+            await central.close()
+        return on_file, on_central, key
+
+    on_file, on_central, key = asyncio.run(counts())
+    assert on_file == on_central >= 1, key

@@ -41,8 +41,11 @@ def check_url(url: str) -> str:
         )
     try:
         conninfo_to_dict(url)
-    except psycopg.ProgrammingError as error:
-        raise CentralStoreError(f"cannot parse the central store URL: {error}") from None
+    except psycopg.ProgrammingError:
+        # psycopg's message quotes the URL, password included: say only what is wrong.
+        raise CentralStoreError(
+            "cannot parse the central store URL; write postgresql://USER@HOST:PORT/DATABASE"
+        ) from None
     return url
 
 

@@ -27,13 +27,14 @@ from journal_core.approvals import DECISIONS, MAX_REASON_BYTES, MAX_TTL_MS, SCOP
 from journal_core.central.connection import (
     AsyncCentralConnection,
     CentralConnection,
-    connection_error,
 )
 from journal_core.errors import (
     ApprovalAlreadyDecidedError,
     ApprovalExpiredError,
     CentralStoreError,
+    JournalBusyError,
     JournalError,
+    JournalIOError,
     ValidationError,
 )
 from journal_core.store import Journal
@@ -161,7 +162,7 @@ async def request_decision(
                 raise CentralDecisionTakenError(_decision(standing))
             await conn.execute("SELECT pg_notify(%s, %s)", (DECISIONS_CHANNEL, journal_id))
     except psycopg.Error as error:
-        raise connection_error("", error) from None
+        raise CentralStoreError(f"central store: {' '.join(str(error).split())}") from None
     return _decision(inserted)
 
 
@@ -184,8 +185,10 @@ def apply_pending(central: CentralConnection, db_path: Path, journal_id: str) ->
 
     Each is settled centrally as ``applied``, ``lost`` (another decision came first, or the
     request expired) or ``failed`` (the host's journal refused it, e.g. an unknown request).
-    Returns how many were settled. Rows are locked while applied, so two shippers cannot apply
-    one decision twice (and the host's compare-and-set would refuse the second anyway).
+    Returns how many were looked at. A decision the host's journal cannot take now (busy, or
+    unreachable) stays pending for the next run. Rows are locked while applied, so two
+    shippers cannot apply one decision twice (and the host's compare-and-set would refuse the
+    second anyway).
     """
     with central.transaction():
         rows = central.execute(
@@ -197,6 +200,8 @@ def apply_pending(central: CentralConnection, db_path: Path, journal_id: str) ->
             return 0
         outcomes = asyncio.run(_apply(db_path, [_decision(row) for row in rows]))
         for item, (status, outcome) in zip(rows, outcomes, strict=True):
+            if status == "pending":
+                continue
             central.execute(
                 "UPDATE central_decisions SET status = %s, outcome = %s, settled_at = now()"
                 " WHERE journal_id = %s AND approval_ulid = %s",
@@ -206,9 +211,17 @@ def apply_pending(central: CentralConnection, db_path: Path, journal_id: str) ->
     return len(rows)
 
 
+#: The outcome of a decision the host's journal could not take now (busy, unreachable).
+_RETRY = ("pending", "")
+
+
 async def _apply(db_path: Path, pending: list[CentralDecision]) -> list[tuple[str, str]]:
     outcomes: list[tuple[str, str]] = []
-    async with await Journal.open(db_path, create=False) as journal:
+    try:
+        journal = await Journal.open(db_path, create=False)
+    except (JournalBusyError, JournalIOError):
+        return [_RETRY] * len(pending)  # the host's journal is busy or unreachable: next time
+    async with journal:
         for item in pending:
             try:
                 decided = await decide(
@@ -223,6 +236,16 @@ async def _apply(db_path: Path, pending: list[CentralDecision]) -> list[tuple[st
                 )
                 outcomes.append(("applied", f"applied in the host's journal as {decided.decision}"))
             except ApprovalAlreadyDecidedError as error:
+                if (error.channel, error.decided_by, error.decision) == (
+                    CENTRAL_CHANNEL,
+                    item.decided_by,
+                    item.decision,
+                ):
+                    # Applied by an earlier run that stopped before settling it centrally.
+                    outcomes.append(
+                        ("applied", f"applied in the host's journal as {item.decision}")
+                    )
+                    continue
                 outcomes.append(
                     (
                         "lost",
@@ -232,6 +255,8 @@ async def _apply(db_path: Path, pending: list[CentralDecision]) -> list[tuple[st
                 )
             except ApprovalExpiredError:
                 outcomes.append(("lost", "the request expired before the decision reached it"))
+            except (JournalBusyError, JournalIOError):
+                outcomes.append(_RETRY)
             except JournalError as error:
                 outcomes.append(("failed", " ".join(str(error).split())))
     return outcomes

@@ -246,16 +246,19 @@ class CentralReader:
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a shipper's or a decision's notification.
 
-        True when one came (for the journal in scope, or any with scope all). Listening starts
-        at the first call (:meth:`listen`), on a connection of its own.
+        True when one came, whichever journal it is for: a scoped inspector still lists every
+        daemon. Every notification that arrived together is consumed (leaving the loop early
+        would drop the rest of the packet). Listening starts at the first call
+        (:meth:`listen`), on a connection of its own.
         """
         listener = await self.listen()
+        came = False
         try:
-            async for note in listener.notifies(timeout=timeout, stop_after=1):
-                return self.scope is None or self.scope in note.payload
+            async for _note in listener.notifies(timeout=timeout, stop_after=1):
+                came = True
         except psycopg.Error as error:
             raise connection_error(self.url, error) from None
-        return False
+        return came
 
     async def close(self) -> None:
         """Close both connections."""

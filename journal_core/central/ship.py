@@ -157,6 +157,10 @@ def _refuse(journal_id: str, code: str, seq: int | None, detail: str) -> ShipRef
     return ShipRefusedError(journal_id, code, seq, detail)
 
 
+class _SnapshotBehind(Exception):
+    """The host's snapshot ends before the central head but agrees with it up to its end."""
+
+
 class Shipper:
     """Ships one journal file into one central store. Not thread-safe; one per journal."""
 
@@ -195,25 +199,38 @@ class Shipper:
     # -- one cycle ---------------------------------------------------------------------------
 
     def ship_once(
-        self, *, max_events: int | None = None, on_batch: Callable[[ShipResult], None] | None = None
+        self,
+        *,
+        max_events: int | None = None,
+        on_batch: Callable[[ShipResult], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> ShipResult:
         """Ship everything the journal holds now (at most ``max_events`` events), in batches.
 
-        Raises :class:`ShipRefusedError` when the central store refuses the journal's history
-        (the refusal is recorded centrally first) and :class:`CentralStoreError` when the store
+        ``should_stop`` is asked between batches (a stop never interrupts one). Raises
+        :class:`ShipRefusedError` when the central store refuses the journal's history (the
+        refusal is recorded centrally first) and :class:`CentralStoreError` when the store
         cannot be used. Either way, every batch committed before stays committed.
         """
         started = time.perf_counter()
         result = ShipResult(self.journal_id)
+        snapshot: _Snapshot | None = None
         try:
-            snapshot = _Snapshot(self._conn, self.info)
-        except sqlite3.Error as error:
-            raise describe_sqlite_error(self.db_path, error) from None
-        try:
-            result.host_head_seq = snapshot.head_seq
+            snapshot = self._snapshot()
             self._register()
+            # Even with nothing to ship, the host must still hold what the central store holds
+            # (a journal emptied or rolled back must be refused, not pass as idle). A snapshot
+            # older than the central head (another shipper of this file went first) is renewed
+            # once before the host is judged behind.
+            try:
+                self._check_head(snapshot)
+            except _SnapshotBehind:
+                snapshot.close()
+                snapshot = self._snapshot()
+                self._check_head(snapshot, renewed=True)
+            result.host_head_seq = snapshot.head_seq
             budget = max_events if max_events is not None else snapshot.head_seq
-            while budget > 0:
+            while budget > 0 and not (should_stop is not None and should_stop()):
                 shipped = self._ship_batch(snapshot, min(self.batch_size, budget), result)
                 if shipped == 0:
                     break
@@ -231,9 +248,26 @@ class Shipper:
         except psycopg.Error as error:
             raise connection_error(self.url, error) from None
         finally:
-            snapshot.close()
+            if snapshot is not None:
+                snapshot.close()
             result.seconds = time.perf_counter() - started
         return result
+
+    def _snapshot(self) -> _Snapshot:
+        try:
+            return _Snapshot(self._conn, self.info)
+        except sqlite3.Error as error:
+            raise describe_sqlite_error(self.db_path, error) from None
+
+    def _check_head(self, snapshot: _Snapshot, *, renewed: bool = False) -> None:
+        """Check, under the journal row's lock, that the host holds the central head."""
+        with self.central.transaction():
+            head = self.central.execute(
+                "SELECT head_seq, head_hash FROM journals WHERE journal_id = %s FOR UPDATE",
+                (self.journal_id,),
+            ).fetchone()
+            assert head is not None, "registered above"
+            self._check_extends(snapshot, int(head[0]), str(head[1]), renewed=renewed)
 
     def _register(self) -> None:
         """Make the journal known centrally (once), checking its identity if already known."""
@@ -275,13 +309,15 @@ class Shipper:
         Only called once the host's journal was found to extend the central history, so an
         earlier refusal no longer holds (the journal was restored to a good copy).
         """
-        self.central.execute(
+        cursor = self.central.execute(
             "UPDATE journals SET host_head_seq = %s, host_seen_at = now(), refused_at = NULL,"
             " refused_seq = NULL, refused_code = NULL, refused_detail = NULL"
             " WHERE journal_id = %s AND (host_head_seq IS DISTINCT FROM %s"
             " OR refused_code IS NOT NULL)",
             (host_head, self.journal_id, host_head),
         )
+        if cursor.rowcount:
+            self.central.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"seen {self.journal_id}"))
 
     def _ship_batch(self, snapshot: _Snapshot, limit: int, result: ShipResult) -> int:
         """Ship the next batch in one central transaction; returns the number of events."""
@@ -294,7 +330,12 @@ class Shipper:
             ).fetchone()
             assert head is not None, "registered above"
             head_seq, head_hash = int(head[0]), str(head[1])
-            self._check_extends(snapshot, head_seq, head_hash)
+            try:
+                self._check_extends(snapshot, head_seq, head_hash, renewed=False)
+            except _SnapshotBehind:
+                # Another shipper of this file went past this snapshot: the next cycle goes on.
+                result.head_seq = head_seq
+                return 0
             first = head_seq + 1
             last = min(head_seq + limit, snapshot.head_seq)
             if first > last:
@@ -326,8 +367,14 @@ class Shipper:
 
     # -- checks --------------------------------------------------------------------------------
 
-    def _check_extends(self, snapshot: _Snapshot, head_seq: int, head_hash: str) -> None:
-        """The host's journal must hold the central head, with the same hash."""
+    def _check_extends(
+        self, snapshot: _Snapshot, head_seq: int, head_hash: str, *, renewed: bool = True
+    ) -> None:
+        """The host's journal must hold the central head, with the same hash.
+
+        A host that is a strict prefix of the central copy raises :class:`_SnapshotBehind`
+        unless the snapshot was ``renewed`` (then it is ``rolled_back``).
+        """
         if head_seq == 0:
             return
         local = snapshot.hash_at(head_seq)
@@ -335,6 +382,8 @@ class Shipper:
             return
         divergence = self._first_divergence(snapshot, head_seq)
         if divergence is None:
+            if not renewed:
+                raise _SnapshotBehind
             raise _refuse(
                 self.journal_id,
                 "rolled_back",
@@ -562,7 +611,12 @@ class Shipper:
             result.checkpoints += 1
 
     def _record_refusal(self, refusal: ShipRefusedError) -> None:
-        """Keep the refusal centrally (journal, code, seq) so every inspector shows it."""
+        """Keep the refusal centrally (journal, code, seq) so every inspector shows it.
+
+        Not for a file that only claims the journal's id: the journal itself is not at fault.
+        """
+        if refusal.code == "identity_mismatch":
+            return
         with contextlib.suppress(psycopg.Error):
             self.central.execute(
                 "UPDATE journals SET refused_at = now(), refused_seq = %s, refused_code = %s,"
@@ -613,7 +667,7 @@ def follow(
             version = shipper.data_version()
             if version != seen:
                 seen = version
-                result = shipper.ship_once()
+                result = shipper.ship_once(should_stop=should_stop)
                 if on_result is not None and result.events:
                     on_result(result)
             for note in central.notifies(timeout=interval, stop_after=1):

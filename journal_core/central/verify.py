@@ -157,7 +157,7 @@ def _record_events(conn: CentralConnection, journal_id: str, head_seq: int) -> N
     try:
         with conn.transaction():
             conn.execute(query.format(parse="payload_json::jsonb"), params)
-    except psycopg.errors.InvalidTextRepresentation:
+    except psycopg.errors.DataException:  # not JSON, or JSON PostgreSQL cannot hold (\u0000)
         conn.execute(query.format(parse="central_jsonb(payload_json)"), params)
     conn.execute("CREATE INDEX ON central_record_events (tbl, k)")
     conn.execute("ANALYZE central_record_events")
