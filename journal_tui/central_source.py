@@ -108,8 +108,13 @@ class CentralSource:
                     self._changed = True
                 self._problem = None
             except CentralStoreError as error:
-                self._problem = f"lost the central store's notifications: {error}"
+                self._problem = f"lost the central store's notifications: {error}; reconnecting"
                 await asyncio.sleep(1.0)
+                with contextlib.suppress(CentralStoreError):
+                    await reader.reconnect()
+                    await reader.listen()
+                    self._problem = None
+                    self._changed = True  # whatever was shipped meanwhile
 
     async def poll(self) -> Change:
         """Whether a notification came since the last poll (no I/O: the listener tells).

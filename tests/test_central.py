@@ -736,3 +736,33 @@ def test_session_search_ignores_case_on_both_stores(tmp_path: Path, central_url:
 
     on_file, on_central, key = asyncio.run(counts())
     assert on_file == on_central >= 1, key
+
+
+def test_a_reader_reconnects_after_the_server_dropped_it(tmp_path: Path, central_url: str) -> None:
+    db = tmp_path / "host.db"
+    _demo(db, 50)
+    journal_id = _ship(db, central_url).journal_id
+
+    async def main() -> tuple[bool, int, bool]:
+        reader = await CentralReader.open(central_url, scope=journal_id)
+        try:
+            await reader.listen()
+            with psycopg.connect(central_url, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            with pytest.raises(CentralStoreError):
+                await reader.fetchall("SELECT count(*) FROM journal_events")
+            await reader.reconnect()
+            rows = await reader.fetchall("SELECT count(*) FROM journal_events")
+            await reader.listen()
+            with psycopg.connect(central_url, autocommit=True) as conn:
+                conn.execute("SELECT pg_notify('journal_central', 'events x 1')")
+            return reader.scope == journal_id, int(rows[0][0]), await reader.wait_for_change(5)
+        finally:
+            await reader.close()
+
+    scoped, events, woke = asyncio.run(main())
+    head = _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
+    assert (scoped, events, woke) == (True, head, True)

@@ -260,6 +260,12 @@ class CentralReader:
             raise connection_error(self.url, error) from None
         return came
 
+    async def reconnect(self) -> None:
+        """Open fresh connections (after the server or the network dropped them), same scope."""
+        await self.close()
+        self._conn = await connect_central_async(self.url)
+        await self.set_scope(self.scope)
+
     async def close(self) -> None:
         """Close both connections."""
         for conn in (self._listener, self._conn):
