@@ -169,6 +169,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-ui", action="store_true", help="write without showing anything")
     demo.add_argument(
+        "--replicated",
+        action="store_true",
+        help="leave WAL checkpoints to Litestream (run `journal replicate` on the journal)",
+    )
+    demo.add_argument(
         "--as", dest="decider", help="who decides approvals in the inspector (default: user@host)"
     )
     demo.add_argument(
@@ -655,7 +660,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
     config = DemoConfig(seed=args.seed, rate=rate, agents=agents)
     started = time.perf_counter()
-    async with await Journal.open(path) as journal:
+    async with await Journal.open(
+        path, config=JournalConfig(wal_checkpoints=not args.replicated)
+    ) as journal:
         if args.no_ui:
             stats = await run_demo(journal, config, max_events=args.events)
         else:

@@ -67,6 +67,10 @@ class JournalConfig:
     anchor_path: str | os.PathLike[str] | None = None
     checkpoint_every_events: int = 1_000
     checkpoint_every_s: float = 60.0
+    # Whether the writer checkpoints the WAL. Off when Litestream replicates the journal: it
+    # must be the WAL's only checkpointer, or a checkpoint racing its lock switch can leave the
+    # replica inconsistent (docs/replication.md).
+    wal_checkpoints: bool = True
 
     def __post_init__(self) -> None:
         if self.synchronous not in ("NORMAL", "FULL"):

@@ -357,6 +357,8 @@ class _Writer:
 
     def take_wal_checkpoint_due(self, frames: int) -> bool:
         """True (once until it ran) when the WAL holds ``WAL_CHECKPOINT_FRAMES`` or more."""
+        if not self.config.wal_checkpoints:
+            return False
         if self.wal_checkpoint_asked or frames < WAL_CHECKPOINT_FRAMES:
             return False
         self.wal_checkpoint_asked = True
@@ -380,7 +382,7 @@ class _Writer:
 
         Off while commits may run on the event loop (the writer thread checkpoints instead).
         """
-        frames = WAL_CHECKPOINT_FRAMES if enabled else 0
+        frames = WAL_CHECKPOINT_FRAMES if enabled and self.config.wal_checkpoints else 0
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {frames}")
 
     def checkpoint_wal(self) -> None:
@@ -457,8 +459,9 @@ class _Writer:
             self.checkpoint_now()
         # Without waiting: a reader that keeps a transaction open (Litestream always does)
         # would make it wait the whole busy timeout for nothing; it truncates when none does.
-        with contextlib.suppress(sqlite3.Error):
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self.config.wal_checkpoints:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
 

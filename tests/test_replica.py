@@ -135,7 +135,14 @@ def test_replicate_while_the_demo_writes_then_restore_and_verify(tmp_path: Path)
         log=tmp_path / "replicate.log",
     )
     demo = _spawn(
-        "demo", "--no-ui", "--events", str(DEMO_EVENTS), "--db", str(db), log=tmp_path / "demo.log"
+        "demo",
+        "--no-ui",
+        "--replicated",
+        "--events",
+        str(DEMO_EVENTS),
+        "--db",
+        str(db),
+        log=tmp_path / "demo.log",
     )
     try:
         _wait_for(socket_path.exists, "the Litestream control socket")

@@ -379,6 +379,25 @@ def test_the_wal_is_checkpointed_while_appends_keep_coming(
     assert verify_file(path)[1].ok
 
 
+def test_without_wal_checkpoints_the_writer_leaves_the_wal_to_another(tmp_path: Path) -> None:
+    """``wal_checkpoints=False`` (Litestream replicating): the writer never copies the WAL back,
+    so it keeps growing until someone else (Litestream) checkpoints it."""
+    path = tmp_path / "j.db"
+    pad = "w" * 40_000
+
+    async def scenario() -> int:
+        config = JournalConfig(wal_checkpoints=False)
+        async with await Journal.open(path, config) as journal:
+            for i in range(300):
+                await journal.append(_event(payload={"i": i, "pad": pad}))
+            return os.path.getsize(f"{path}-wal")
+
+    wal = _run(scenario())
+    written = int(_rows(path, "SELECT SUM(LENGTH(payload_json)) FROM journal_events")[0][0])
+    assert wal > written > 10 * 1024 * 1024  # every frame still in the WAL: none was reused
+    assert verify_file(path)[1].ok
+
+
 def test_closed_journal_refuses_appends(tmp_path: Path) -> None:
     async def scenario() -> None:
         journal = await Journal.open(tmp_path / "j.db")
