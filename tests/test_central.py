@@ -766,3 +766,52 @@ def test_a_reader_reconnects_after_the_server_dropped_it(tmp_path: Path, central
     scoped, events, woke = asyncio.run(main())
     head = _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
     assert (scoped, events, woke) == (True, head, True)
+
+
+def test_a_shipper_role_without_rights_on_the_head_ships_but_cannot_move_it(
+    tmp_path: Path, central_url: str, postgres: Any
+) -> None:
+    """The witness moves the head as the tables' owner; shippers get no UPDATE on it, and a
+    temporary table of theirs named ``journals`` cannot stand in for the real one."""
+    connect_central(central_url).close()  # the schema, made by its owner
+    record_tables = ", ".join(spec.table for spec in RECORD_SPECS)
+    with psycopg.connect(central_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS shipper_t")
+        conn.execute("CREATE ROLE shipper_t LOGIN")
+        for grant in (
+            "GRANT SELECT, INSERT ON journal_events, journal_keys, journal_checkpoints"
+            " TO shipper_t",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {record_tables}, record_raw TO shipper_t",
+            "GRANT SELECT, INSERT ON journals TO shipper_t",
+            "GRANT UPDATE (shipped_at, host_head_seq, host_seen_at, records_seq, refused_at,"
+            " refused_seq, refused_code, refused_detail) ON journals TO shipper_t",
+            "GRANT SELECT, UPDATE ON central_decisions TO shipper_t",
+            "GRANT SELECT ON central_meta TO shipper_t",
+        ):
+            conn.execute(grant)
+    shipper_url = central_url.replace(f"{postgres.user}@", "shipper_t@")
+    db = tmp_path / "host.db"
+    _demo(db, 400)
+    result = _ship(db, shipper_url)
+    assert result.head_seq == _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
+    with psycopg.connect(shipper_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE journals SET head_hash = 'forged'")
+        conn.execute(
+            "CREATE TEMP TABLE journals (journal_id text, head_seq bigint, head_hash text,"
+            " head_created_at_unix_ms bigint)"
+        )
+        conn.execute(
+            "INSERT INTO pg_temp.journals VALUES (%s, %s, 'forged', 0)",
+            (result.journal_id, result.head_seq),
+        )
+        with pytest.raises(psycopg.Error, match="does not extend"):
+            conn.execute(
+                "INSERT INTO public.journal_events (journal_id, seq, event_ulid, session_ulid,"
+                " run_ulid, kind, actor, timestamp_unix_ms, payload_json, redacted, hash,"
+                " prev_hash, principal, device_id, created_at_unix_ms) VALUES (%s, %s, 'e', 's',"
+                " 'r', 1, 1, 1, '{}', 0, 'h', 'forged', 'p', 'd', 1)",
+                (result.journal_id, result.head_seq + 1),
+            )
+    [report] = _verify(central_url)
+    assert report.ok, report.to_dict()

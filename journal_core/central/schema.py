@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from journal_core.errors import CentralStoreError
 
@@ -48,7 +49,9 @@ END $$;
 
 -- The witness: every inserted statement's rows, per journal and in seq order, must continue the
 -- journal's stored head link by link. Set-based, so one check per COPY, not per row.
-CREATE FUNCTION central_witness() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION central_witness() RETURNS trigger LANGUAGE plpgsql
+-- As the tables' owner: the head moves only here, so shippers need no UPDATE on it.
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     bad record;
 BEGIN
@@ -475,6 +478,12 @@ def migrate(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
     """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CENTRAL_MARK,))
+        # The functions keep this search path (SET search_path FROM CURRENT): the store's own
+        # schema, then pg_temp last, so a caller's temporary table can never stand in for
+        # ``journals`` inside the witness.
+        row = conn.execute("SELECT current_schema()").fetchone()
+        schema = str(row[0]) if row is not None and row[0] is not None else "public"
+        conn.execute(sql.SQL("SET LOCAL search_path = {}, pg_temp").format(sql.Identifier(schema)))
         version = installed_version(conn)
         for migration in CENTRAL_MIGRATIONS:
             if migration.version <= version:
