@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from journal_core import Journal, JournalReader, verify_file
+from journal_core.approvals import OPTIONS, request_approval
 from journal_core.chain import LINK_COLUMNS, link_hash
 
 T = TypeVar("T")
@@ -68,3 +69,31 @@ def rewrite_history_from(db: Path, seq: int) -> None:
         prev = new_hash
     conn.commit()
     conn.close()
+
+
+def pending_approval(path: Path, *, risk: str = "high", command: str = "ls -la /srv") -> str:
+    """Ask, in the journal at ``path``, for approval to run ``command``; returns the request id.
+
+    It stays pending for ten minutes, and every option is offered.
+    """
+
+    async def main() -> str:
+        async with await Journal.open(path) as journal:
+            approval = await request_approval(
+                journal,
+                principal="agent:helper",
+                device_id="laptop-1",
+                subject_type="tool",
+                subject_id="shell",
+                summary=f"run {command}",
+                prompt={
+                    "title": "Run shell command",
+                    "risk_level": risk,
+                    "summary": command,
+                    "options": list(OPTIONS),
+                },
+                timeout_seconds=600,
+            )
+            return approval.approval_id
+
+    return asyncio.run(main())

@@ -21,11 +21,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from journal_helpers import read, rewrite_history_from
+from journal_helpers import pending_approval, read, rewrite_history_from
 from tui_fixtures import HOSTILE, build, write_hostile
 
 from journal_core import Journal, ShipRefusedError, verify_file
-from journal_core.approvals import OPTIONS, decide, get_approval, request_approval
+from journal_core.approvals import decide, get_approval
 from journal_core.central.connection import connect_central, connect_central_async
 from journal_core.central.decisions import (
     CentralDecisionTakenError,
@@ -414,29 +414,6 @@ def test_bad_urls_and_foreign_databases_are_refused_clearly(
 # --- central decisions ------------------------------------------------------------------------
 
 
-def _pending_approval(db: Path) -> str:
-    async def main() -> str:
-        async with await Journal.open(db) as journal:
-            approval = await request_approval(
-                journal,
-                principal="agent:helper",
-                device_id="laptop-1",
-                subject_type="tool",
-                subject_id="shell",
-                summary="run ls in /srv",
-                prompt={
-                    "title": "Run shell command",
-                    "risk_level": "high",
-                    "summary": "ls -la /srv",
-                    "options": list(OPTIONS),
-                },
-                timeout_seconds=600,
-            )
-            return approval.approval_id
-
-    return asyncio.run(main())
-
-
 def _request(url: str, journal_id: str, approval_id: str, **fields: Any) -> Any:
     async def main() -> Any:
         conn = await connect_central_async(url)
@@ -458,7 +435,7 @@ def _request(url: str, journal_id: str, approval_id: str, **fields: Any) -> Any:
 def test_a_central_decision_reaches_the_daemon_that_asked(tmp_path: Path, central_url: str) -> None:
     db = tmp_path / "host.db"
     _demo(db, 100)
-    approval_id = _pending_approval(db)
+    approval_id = pending_approval(db)
     result = _ship(db, central_url)
     queued = _request(central_url, result.journal_id, approval_id)
     assert queued.status == "pending"
@@ -494,7 +471,7 @@ def test_a_local_decision_first_makes_the_central_one_lose(
 ) -> None:
     db = tmp_path / "host.db"
     _demo(db, 100)
-    approval_id = _pending_approval(db)
+    approval_id = pending_approval(db)
     result = _ship(db, central_url)
     _request(central_url, result.journal_id, approval_id, decision="allow")
 
@@ -691,7 +668,7 @@ def test_a_decision_applied_before_a_crash_is_settled_as_applied(
 ) -> None:
     db = tmp_path / "host.db"
     _demo(db, 100)
-    approval_id = _pending_approval(db)
+    approval_id = pending_approval(db)
     journal_id = _ship(db, central_url).journal_id
     _request(central_url, journal_id, approval_id, decided_by="ops@central")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from journal_helpers import read, rewrite_history_from
+from journal_helpers import pending_approval, read, rewrite_history_from
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 from tui_fixtures import (
@@ -37,8 +37,8 @@ from tui_fixtures import (
     write_showcase,
 )
 
-from journal_core import Journal, ShipRefusedError
-from journal_core.approvals import OPTIONS, get_approval, request_approval
+from journal_core import ShipRefusedError
+from journal_core.approvals import get_approval
 from journal_core.central.connection import connect_central
 from journal_core.central.ship import Shipper, follow
 from journal_core.sessions import session_summaries
@@ -206,26 +206,7 @@ def test_new_events_show_through_notifications(fleet: Fleet) -> None:
 def test_a_decision_taken_centrally_reaches_the_daemon(central_url: str, tmp_path: Path) -> None:
     host = tmp_path / "host.db"
 
-    async def ask() -> str:
-        async with await Journal.open(host) as journal:
-            approval = await request_approval(
-                journal,
-                principal="agent:helper",
-                device_id="laptop-1",
-                subject_type="tool",
-                subject_id="shell",
-                summary="restart the billing worker",
-                prompt={
-                    "title": "Restart a service",
-                    "risk_level": "low",
-                    "summary": "systemctl restart billing-worker",
-                    "options": list(OPTIONS),
-                },
-                timeout_seconds=600,
-            )
-            return approval.approval_id
-
-    approval_id = asyncio.run(ask())
+    approval_id = pending_approval(host, risk="low", command="systemctl restart billing-worker")
     journal_id = _ship(host, central_url, "agent-host")
     stop = threading.Event()
     central = connect_central(central_url)
