@@ -36,12 +36,9 @@ from journal_core.errors import JournalClosedError
 from journal_core.events import actor_name, kind_name, loads_json
 from journal_core.fts import match_expression
 from journal_core.records import verify_records
+from journal_core.schema import EVENT_COLUMNS
 
-_EVENT_COLUMNS = (
-    "seq, event_ulid, session_ulid, run_ulid, kind, actor, timestamp_unix_ms, payload_json,"
-    " redacted, redaction_rules, hash, prev_hash, principal, device_id, channel,"
-    " created_at_unix_ms"
-)
+_EVENT_COLUMNS = ", ".join(EVENT_COLUMNS)
 # Small pages: each is read in one short transaction, and a page of ~500 rows (~350 KB) stays
 # in the CPU caches while it is verified; 20,000-row pages made fetching ~40% slower.
 _VERIFY_PAGE = 512

@@ -145,6 +145,11 @@ RECORD_SPECS: tuple[RecordSpec, ...] = (
 SPECS_BY_TABLE: Mapping[str, RecordSpec] = {spec.table: spec for spec in RECORD_SPECS}
 
 
+def key_text(key: Sequence[Value]) -> str:
+    """A record's key as record events name it: the key values joined with ``:``."""
+    return ":".join(str(value) for value in key)
+
+
 def record_digest(spec: RecordSpec, values: Sequence[Value]) -> str:
     """Hex SHA-256 of a row: the tag, the table name, then every digest column's value."""
     return hashlib.sha256(
@@ -223,7 +228,7 @@ def write_record(
     assert stored is not None
     payload = {
         "table": spec.table,
-        "key": ":".join(str(value) for value in key),
+        "key": key_text(key),
         "op": op,
         "digest": record_digest(spec, stored),
     }
@@ -248,7 +253,7 @@ def purge_records(
         chunk = keys[start : start + _PURGE_KEYS_PER_EVENT]
         payload = {
             "table": spec.table,
-            "keys": [":".join(str(value) for value in key) for key in chunk],
+            "keys": [key_text(key) for key in chunk],
             "reason": reason,
         }
         ctx.append(_record_event(ctx, who, Kind.RECORD_PURGED, payload))

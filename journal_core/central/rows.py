@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+from journal_core import records
 from journal_core.chain import Value, encode_value
 from journal_core.records import RecordSpec
 
@@ -92,7 +93,7 @@ def matches_shown(exact: Sequence[Value], stored: Sequence[Value]) -> bool:
 
 def key_text(spec: RecordSpec, values: Sequence[Value]) -> str:
     """The key text of a row of ``spec.columns`` (as record events name it)."""
-    return ":".join(str(values[spec.columns.index(column)]) for column in spec.key_columns)
+    return records.key_text([values[spec.columns.index(column)] for column in spec.key_columns])
 
 
 def split_rows(

@@ -498,7 +498,7 @@ class Shipper:
         for table, keys in changes.deletes.items():
             spec = SPECS_BY_TABLE[table]
             cursor = self.central.execute(
-                f"DELETE FROM {table} AS r WHERE journal_id = %s AND {_pg_key_sql(spec)} = ANY(%s)",
+                f"DELETE FROM {table} AS r WHERE journal_id = %s AND {spec.key_sql('r')} = ANY(%s)",
                 (self.journal_id, sorted(keys)),
             )
             result.purged += max(cursor.rowcount, 0)
@@ -631,11 +631,6 @@ class Shipper:
 def _staging(table: str) -> str:
     """The session's staging table for upserts into ``table``."""
     return f"ship_{table}"
-
-
-def _pg_key_sql(spec: RecordSpec) -> str:
-    """The key text of a central row, as :meth:`RecordSpec.key_sql` gives it in SQLite."""
-    return " || ':' || ".join(f"r.{column}::text" for column in spec.key_columns)
 
 
 def follow(

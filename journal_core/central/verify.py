@@ -105,13 +105,13 @@ def _check_records(
     report = RecordsReport()
     for spec in RECORD_SPECS:
         query = (
-            f"SELECT {_key_sql(spec)}, r.event_seq, e.kind, e.payload_json, "
+            f"SELECT {spec.key_sql('r')}, r.event_seq, e.kind, e.payload_json, "
             + ", ".join(f"r.{column}" for column in spec.columns)
             + ", x.event_seq, x.exact"
             + f" FROM {spec.table} AS r LEFT JOIN journal_events AS e"
             " ON e.journal_id = r.journal_id AND e.seq = r.event_seq"
             " LEFT JOIN record_raw AS x ON x.journal_id = r.journal_id AND x.tbl = %s"
-            f" AND x.k = {_key_sql(spec)}"
+            f" AND x.k = {spec.key_sql('r')}"
             " WHERE r.journal_id = %s AND (r.event_seq <= %s OR e.seq IS NULL)"
         )
         with conn.cursor(name=f"rows_{spec.table}") as cursor:
@@ -124,7 +124,7 @@ def _check_records(
     _record_events(conn, journal_id, head_seq)
     for spec in RECORD_SPECS:
         rows = conn.execute(
-            _LATEST_SQL.format(table=spec.table, key=_key_sql(spec)),
+            _LATEST_SQL.format(table=spec.table, key=spec.key_sql("r")),
             {
                 "journal": journal_id,
                 "written": int(Kind.RECORD_WRITTEN),
@@ -214,10 +214,6 @@ FROM latest AS l
 LEFT JOIN {table} AS r ON r.journal_id = %(journal)s AND {key} = l.k
 LEFT JOIN purged AS p ON p.k = l.k
 """
-
-
-def _key_sql(spec: RecordSpec) -> str:
-    return " || ':' || ".join(f"r.{column}::text" for column in spec.key_columns)
 
 
 def _check_checkpoints(conn: CentralConnection, journal_id: str, head_seq: int) -> AnchorReport:
