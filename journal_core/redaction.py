@@ -16,12 +16,10 @@ in ``docs/redaction.md``.
 
 Every event passes through here, so the common case (nothing to redact) must be cheap. The walk
 first *checks* the tree without copying it: key names hit a per-redactor cache, and all string
-values are joined and tested against a few gates. A gate is a one-character ``in`` test (CPython
-runs it as ``memchr``) guarding a regex that begins with a literal (CPython jumps between
-occurrences of a literal quickly, but tests a character class at every position, about ten
-times slower). Only when a gate opens does the second, copy-on-write pass run the precise rules
-of that gate's family. Each gate accepts a superset of what its rules accept, so the fast path
-never hides a secret the slow path would have found.
+values are joined and scanned once by a Hyperscan database holding one *gate* per rule family
+(a multi-pattern automaton, linear in the text). Only when a gate opens does the second,
+copy-on-write pass run the precise rules of that gate's family. Each gate accepts a superset of
+what its rules accept, so the fast path never hides a secret the slow path would have found.
 """
 
 from __future__ import annotations
@@ -29,11 +27,14 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import functools
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+import hyperscan
 import orjson
 
 __all__ = ["DEFAULT_REDACTOR", "RedactionPolicy", "Redactor", "key_parts", "marker"]
@@ -249,8 +250,9 @@ def _luhn_ok(digits: str) -> bool:
 
 _TOK = r"A-Za-z0-9_\-"
 
-# Rule regexes start with a literal wherever they can (see the module docstring); a boundary
-# check that logically comes first is written as a look-behind right after the literal.
+# Rule regexes start with a literal wherever they can (CPython's ``re`` jumps between occurrences
+# of a literal quickly, but tests a character class at every position); a boundary check that
+# logically comes first is written as a look-behind right after the literal.
 _PEM_RE: Final = re.compile(
     r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
     r"(?:.*?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|.*)",
@@ -396,107 +398,85 @@ _ASSIGN_RE: Final = re.compile(
     _ends_with((e + g for e in _ASSIGN_ENDINGS for g in _ASSIGN_GAPS), "="), re.DOTALL
 )
 
-# Gates. All but one run on a single byte translation of the text, made at C speed, that folds
-# the characters rules hinge on into a few literals: ``:`` becomes ``=`` (both delimiters), ``-``
-# becomes ``_`` (both token separators), every digit becomes 0x01, ``A``, ``B`` and ``J`` (which
-# start or end the case-sensitive formats) become 0x03, and the characters an assignment may
-# have between its keyword and its delimiter (tab, quotes, backslash) become spaces. Each gate
-# is then one regex with a literal prefix. Gate patterns are written in ordinary text and passed
-# through the same translation, so they cannot drift from it.
-_GATE_MAP: Final = bytes(
-    0x3D if c == 0x3A else 0x5F if c == 0x2D else 1 if 0x30 <= c <= 0x39 else
-    3 if c in (0x41, 0x42, 0x4A) else 0x20 if c in (0x09, 0x22, 0x27, 0x5C) else
-    0x78 if c in (1, 3) else c
-    for c in range(256)
-)  # fmt: skip
-
-
-def _gate_bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass").translate(_GATE_MAP)
-
-
-def _gate_text(text: str) -> str:
-    return _gate_bytes(text).decode("latin-1")
-
-
-def _gate_variants(ch: str) -> set[str]:
-    return {_gate_text(v) for v in _either_case(ch)}
-
-
-def _exact_gate_variant(ch: str) -> set[str]:
-    return {_gate_text(ch)}
-
-
-def _gate_regex(pattern: str) -> re.Pattern[bytes]:
-    return re.compile(pattern.encode("latin-1"), re.DOTALL)
-
-
-# The assignment rule allows up to three characters (backslash, quote, space or tab) between
-# keyword and delimiter; once translated they are up to three spaces.
-_ASSIGN_GATE_RE: Final = _gate_regex(
-    _ends_with((e + " " * n for e in _ASSIGN_ENDINGS for n in range(4)), "=", _gate_variants)
-    + "|" + re.escape(_gate_text("=//hooks.slack.com/"))
-)  # fmt: skip
-# Provider token prefixes, all ending in ``_`` once translated; checked from that ``_``.
-_TOKEN_PREFIXES: Final = (
-    "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxa-", "xoxp-",
-    "xoxr-", "xoxs-", "sk-", "rk_live_", "rk_test_", "npm_", "pypi-",
-)  # fmt: skip
-_TOKEN_GATE_RE: Final = _gate_regex(
-    _ends_with((p[:-1] for p in _TOKEN_PREFIXES), "_", _exact_gate_variant)
-)
-# Formats that start or end with A, B or J, checked from that letter (0x03 once translated).
-_ABJ_GATE_RE: Final = _gate_regex(
-    "\\x03(?:"
-    + "|".join(
-        re.escape(_gate_text(word)[1:])
-        for word in ("AKIA", "ASIA", "ABIA", "ACCA", "AIza", "Bearer", "BEARER", "Basic", "BASIC")
-    )
-    + "|EGIN(?<=" + re.escape(_gate_text("-----BEGIN")) + ")|"
-    + _ends_with(("ey", "T3BlbkF"), "\x03", _exact_gate_variant)[1:]
-    + ")"
-)  # fmt: skip
-# 13 digits in a row or two groups of four split by a space or dash (a card's first groups);
-# the precise shapes, issuer digit and Luhn check come later.
-_CARD_GATE_RE: Final = _gate_regex(
-    re.escape(_gate_text("0000")) + "(?:" + re.escape(_gate_text("000000000")) + "|[ _]"
-    + re.escape(_gate_text("0000")) + ")"
-)  # fmt: skip
-
-# Rule families: one gate each; the slow path runs a rule only when its family's gate opened.
+# Gates. One pattern per rule family, each accepting a superset of what the family's rules
+# accept (a keyword then a delimiter, a token prefix, a literal that starts a format, ...), all
+# compiled into one Hyperscan database: one pass of a multi-pattern automaton over the UTF-8
+# bytes finds every family whose gate opens. Python's ``re`` takes one pass per gate, at
+# several times the cost (docs/performance.md).
 _F_ASSIGN: Final = 1
 _F_TOKEN: Final = 2
 _F_ABJ: Final = 4
 _F_AT: Final = 8
 _F_CARD: Final = 16
 
+# Provider token prefixes. Their gate folds ``-`` and ``_`` together: ``sk-`` also opens it for
+# ``sk_live_``.
+_TOKEN_PREFIXES: Final = (
+    "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxa-", "xoxp-",
+    "xoxr-", "xoxs-", "sk-", "rk_live_", "rk_test_", "npm_", "pypi-",
+)  # fmt: skip
+# The literals that start the formats of the A/B/J family (named for the letters most begin
+# with).
+_ABJ_LITERALS: Final = (
+    "AKIA", "ASIA", "ABIA", "ACCA", "AIza", "Bearer", "BEARER", "Basic", "BASIC", "-----BEGIN",
+    "eyJ", "T3BlbkFJ",
+)  # fmt: skip
+_GATES: Final = (
+    # An assignment keyword, up to three characters (backslash, quote, space or tab) and a
+    # delimiter; and a Slack webhook's host.
+    (
+        _F_ASSIGN,
+        "(?:" + "|".join(_ASSIGN_ENDINGS) + r")[ \t\"'\\]{0,3}[:=]|://hooks\.slack\.com/",
+        hyperscan.HS_FLAG_CASELESS,
+    ),
+    (
+        _F_TOKEN,
+        "(?:" + "|".join(re.sub("[-_]", "[-_]", p[:-1]) for p in _TOKEN_PREFIXES) + ")[-_]",
+        0,
+    ),
+    (_F_ABJ, "|".join(re.escape(literal) for literal in _ABJ_LITERALS), 0),
+    # ``scheme://user:password@``: the userinfo rule's own pattern (Hyperscan's ``\s`` is ASCII
+    # only: a wider class than the rule's, so still a superset).
+    (_F_AT, r"://[^\s/?#@:\"'<>\\]*:[^\s/?#@\"'<>\\]+@", 0),
+    # 13 digits in a row or two groups of four split by a space or dash (a card's first
+    # groups); the precise shapes, issuer digit and Luhn check come later.
+    (_F_CARD, r"[0-9]{4}(?:[0-9]{9}|[ \-][0-9]{4})", 0),
+)
 
-def _families(text: str, first_only: bool) -> int:
-    """The rule families whose gate opens on ``text``: a superset of the families that fire.
 
-    With ``first_only`` it stops at the first open gate, which is all the check pass needs.
-    """
-    found = 0
-    mapped = _gate_bytes(text)
-    if b"=" in mapped and _ASSIGN_GATE_RE.search(mapped):
-        if first_only:
-            return _F_ASSIGN
-        found = _F_ASSIGN
-    if b"_" in mapped and _TOKEN_GATE_RE.search(mapped):
-        if first_only:
-            return _F_TOKEN
-        found |= _F_TOKEN
-    if b"\x03" in mapped and _ABJ_GATE_RE.search(mapped):
-        if first_only:
-            return _F_ABJ
-        found |= _F_ABJ
-    if "@" in text and _USERINFO_RE.search(text):
-        if first_only:
-            return _F_AT
-        found |= _F_AT
-    if _CARD_GATE_RE.search(mapped):
-        found |= _F_CARD
-    return found
+@functools.cache
+def _gate_database() -> hyperscan.Database:
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(
+        expressions=[pattern.encode("ascii") for _, pattern, _ in _GATES],
+        ids=[family for family, _, _ in _GATES],
+        elements=len(_GATES),
+        flags=[flags | hyperscan.HS_FLAG_SINGLEMATCH for _, _, flags in _GATES],
+    )
+    return database
+
+
+# Per thread: Hyperscan's scratch space must not be shared, and the scan releases the GIL.
+_GATE_THREAD: Final = threading.local()
+
+
+def _gate_opened(family: int, _start: int, _end: int, _flags: int, opened: list[int]) -> None:
+    opened.append(family)
+
+
+def _families(text: str) -> int:
+    """The rule families whose gate opens on ``text``: a superset of the families that fire."""
+    try:
+        database, scratch = _GATE_THREAD.scanner
+    except AttributeError:
+        # Compiled at first use, not at import: it takes tens of milliseconds.
+        database = _gate_database()
+        scratch = hyperscan.Scratch(database)
+        _GATE_THREAD.scanner = (database, scratch)
+    opened: list[int] = []
+    # Positional arguments: keyword parsing would cost half as much as the scan itself.
+    database.scan(text.encode("utf-8", "surrogatepass"), _gate_opened, 0, opened, scratch)
+    return sum(opened)  # each family is reported at most once (single-match), so this is an OR
 
 
 def _decide_pem(m: re.Match[str], text: str) -> _Edit:
@@ -867,10 +847,12 @@ class Redactor:
     # -- text ----------------------------------------------------------------------------------
 
     def _texts_may_fire(self, texts: list[str]) -> bool:
-        if _families(texts[0] if len(texts) == 1 else "\n".join(texts), first_only=True):
+        if _families(texts[0] if len(texts) == 1 else "\n".join(texts)):
             return True
         # Per string: a policy pattern may anchor on the start or end of a value.
-        return any(regex.search(t) for regex, _ in self._extra_rules for t in texts)
+        return bool(self._extra_rules) and any(
+            regex.search(t) for regex, _ in self._extra_rules for t in texts
+        )
 
     def _apply(
         self, text: str, scanned: str, regex: re.Pattern[str], decide: _Decide, fired: set[str]
@@ -913,7 +895,7 @@ class Redactor:
         """The value rules on one string, without the JSON-in-string step."""
         if len(text) < self._min_text:
             return text
-        families = _families(text, first_only=False)
+        families = _families(text)
         if families:
             for rule in _TEXT_RULES:
                 if rule.family & families and rule.need in text:
