@@ -5,23 +5,30 @@ The journal stores every identifier as an upper-case ULID in a TEXT column named
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
+from typing import Final
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ULID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _MAX_TIME_MS = (1 << 48) - 1
 
 
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode("ascii"))
+# Every 10-bit value as its two base32 digits: a 130-bit ULID is 13 look-ups, which is twice as
+# fast as ``base64.b32encode`` (pure Python in 3.11) and a translation.
+_PAIRS: Final = tuple(high + low for high in _ALPHABET for low in _ALPHABET)
 
 
 def _encode(value: int) -> str:
-    # 20 bytes are 32 base32 digits; the first 6 of them only hold the 30 leading zero bits.
-    digits = base64.b32encode(value.to_bytes(20, "big"))[6:]
-    return digits.translate(_TO_CROCKFORD).decode("ascii")
+    p = _PAIRS
+    return (
+        p[value >> 120] + p[(value >> 110) & 1023] + p[(value >> 100) & 1023]
+        + p[(value >> 90) & 1023] + p[(value >> 80) & 1023] + p[(value >> 70) & 1023]
+        + p[(value >> 60) & 1023] + p[(value >> 50) & 1023] + p[(value >> 40) & 1023]
+        + p[(value >> 30) & 1023] + p[(value >> 20) & 1023] + p[(value >> 10) & 1023]
+        + p[value & 1023]
+    )  # fmt: skip
 
 
 def new_ulid(timestamp_ms: int | None = None) -> str:
