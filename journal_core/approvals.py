@@ -377,8 +377,13 @@ def _read(ctx: WriteContext, approval_ulid: str) -> Approval:
     return _approval(row)
 
 
-def _refusal(approval: Approval, now: int) -> Exception:
-    """Why ``approval`` cannot take a decision at ``now`` (it lost the compare-and-set)."""
+def refusal(approval: Approval, now: int) -> Exception:
+    """The error that says why ``approval``, as stored, cannot take a decision at ``now``.
+
+    :class:`ApprovalAlreadyDecidedError` carrying the standing decision, or
+    :class:`ApprovalExpiredError` when it timed out. For a decision that lost the
+    compare-and-set, here or (through the central store) on another host.
+    """
     if approval.decision is not None and approval.decision != "timeout":
         return ApprovalAlreadyDecidedError(
             approval.approval_id,
@@ -485,7 +490,7 @@ async def decide(
                 who,
             )
         except LookupError:
-            raise _refusal(current, now) from None
+            raise refusal(current, now) from None
         return _read(ctx, approval_ulid)
 
     return await journal.transact(work)
@@ -659,6 +664,7 @@ __all__ = [
     "list_decided",
     "list_for_run",
     "list_pending",
+    "refusal",
     "request_approval",
     "wait_for_decision",
 ]

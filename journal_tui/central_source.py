@@ -18,7 +18,7 @@ import time
 import psycopg
 
 from journal_core import JournalError
-from journal_core.approvals import Approval, get_approval
+from journal_core.approvals import Approval, get_approval, refusal
 from journal_core.central.connection import connect_central, connect_central_async
 from journal_core.central.decisions import (
     CENTRAL_CHANNEL,
@@ -31,7 +31,7 @@ from journal_core.central.reads import CentralReader
 from journal_core.central.ship import CHANNEL
 from journal_core.central.verify import verify_central
 from journal_core.chain import ProgressCallback, VerifyReport
-from journal_core.errors import ApprovalAlreadyDecidedError, CentralStoreError
+from journal_core.errors import CentralStoreError
 from journal_core.reads import DaemonStatus
 from journal_tui.source import Change, default_decider
 
@@ -176,7 +176,8 @@ class CentralSource:
 
         Returns the approval as decided when the daemon applied it; unchanged (no decision)
         when it has not yet (its shipper applies it when it next runs). Raises
-        :class:`ApprovalAlreadyDecidedError` when another decision won in the daemon's journal.
+        :class:`ApprovalAlreadyDecidedError` when another decision won in the daemon's journal,
+        :class:`ApprovalExpiredError` when the request timed out there first.
         """
         if self.read_only:
             raise JournalError("the inspector was started read-only; decisions are disabled")
@@ -232,14 +233,7 @@ class CentralSource:
         if settled.status == "lost":
             if approval.decision is None:
                 raise CentralStoreError(f"the decision was not recorded: {settled.outcome}")
-            raise ApprovalAlreadyDecidedError(
-                approval.approval_id,
-                approval.decision,
-                approval.decision_scope,
-                approval.decided_by,
-                approval.resolved_at_unix_ms,
-                approval.decision_channel,
-            )
+            raise refusal(approval, time.time_ns() // 1_000_000)
         if settled.status == "applied" and approval.decision is None:
             return dataclasses.replace(
                 approval,
