@@ -27,9 +27,11 @@ from journal_core.errors import (
     NotAJournalError,
 )
 from journal_core.events import DEFAULT_MAX_PAYLOAD_BYTES
+from journal_core.fts import repair_structure
 from journal_core.ids import new_ulid
 from journal_core.redaction import RedactionPolicy
 from journal_core.schema import (
+    MEMORY_INDEX,
     SCHEMA_VERSION,
     check_is_sqlite,
     initialise,
@@ -204,6 +206,7 @@ def open_writer(
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         if version < SCHEMA_VERSION:
             version = migrate(conn, version)
+        repair_structure(conn, MEMORY_INDEX)
         info = _info(conn, target, version)
         if config.checkpoints:
             # A new journal gets its signing key here; an existing one's is checked.

@@ -22,7 +22,9 @@ returns a :class:`HealthReport` with one section per aspect and a list of :class
   external-content FTS5 table keeps one ``memory_items_fts_docsize`` row per indexed document
   (a real shadow table, unlike ``memory_items_fts`` itself, whose ``count(*)`` reads the content
   table), so rows missing from the index and index entries without a row are counted by
-  comparing rowids. FTS5's own ``integrity-check`` command would need write access.
+  comparing rowids. FTS5's own ``integrity-check`` command would need write access. The table
+  is also opened (what an index too deep for FTS5 fails at) and its structure's depth read
+  (:mod:`journal_core.fts`).
 - **row counts** of ``journal_events`` and every record table.
 
 Severity is ordered ok < warning < degraded < critical; the report's severity is the worst
@@ -38,6 +40,7 @@ finding's. Finding codes:
 ``journal.write_probe.failed``            degraded  the file is read-only or held locked
 ``journal.wal.large``                     warning   the WAL grew large (a reader may pin it)
 ``journal.fts.drift``                     warning   the memory search index differs from its rows
+``journal.fts.deep``                      warning   the index's FTS5 structure nears FTS5's limit
 ========================================  ========  ==============================================
 
 The original's ``journal.hash_chain.disabled`` cannot arise: this journal always chains.
@@ -57,9 +60,10 @@ from pathlib import Path
 from journal_core.chain import VerifyReport
 from journal_core.connection import JournalConfig, open_reader
 from journal_core.errors import JournalError
+from journal_core.fts import RESTART_LEVELS, STRUCTURE_LEVEL_LIMIT, structure_levels
 from journal_core.reader import verify_file
 from journal_core.records import RECORD_SPECS
-from journal_core.schema import SCHEMA_VERSION, table_names
+from journal_core.schema import MEMORY_INDEX, SCHEMA_VERSION, table_names
 from journal_core.schema import now_ms as _clock_ms
 from journal_core.terminal_text import printable
 
@@ -176,6 +180,8 @@ class FtsSection:
     missing: int
     orphaned: int
     error: str | None = None
+    #: Levels in the index's FTS5 structure record (None when unreadable; see journal_core.fts).
+    levels: int | None = None
 
     @property
     def drift(self) -> int:
@@ -257,6 +263,7 @@ class HealthReport:
                 "orphaned": self.fts.orphaned,
                 "drift": self.fts.drift,
                 "error": self.fts.error,
+                "levels": self.fts.levels,
             },
             "row_counts": dict(self.row_counts),
             "findings": [item.to_dict() for item in self.findings],
@@ -314,9 +321,12 @@ def _fts(conn: sqlite3.Connection, tables: set[str]) -> FtsSection:
             f" (SELECT count(*) FROM {_FTS_DOCSIZE}"
             "   WHERE id NOT IN (SELECT rowid FROM memory_items))"
         ).fetchone()
+        levels = structure_levels(conn, MEMORY_INDEX)
+        # Opening the table is what an index too deep for FTS5 fails at.
+        conn.execute(f"SELECT rowid FROM {MEMORY_INDEX} LIMIT 0").fetchall()
     except sqlite3.DatabaseError as error:
         return FtsSection(True, 0, 0, 0, 0, error=str(error))
-    return FtsSection(True, int(items), int(indexed), int(missing), int(orphaned))
+    return FtsSection(True, int(items), int(indexed), int(missing), int(orphaned), levels=levels)
 
 
 def _quick_check(conn: sqlite3.Connection) -> QuickCheckSection:
@@ -498,19 +508,38 @@ def _findings(
                 " checkpoint (journal_core.maintenance.checkpoint)",
             )
         )
-    if report.fts.error is not None or report.fts.drift:
-        detail = (
-            f"the index could not be read: {report.fts.error}"
-            if report.fts.error is not None
-            else f"{report.fts.missing} memory items are not indexed and"
-            f" {report.fts.orphaned} index entries have no item"
-        )
+    reopen = (
+        "open the journal for writing (run the daemon or any journal command that writes):"
+        " a writer restarts an index structure that is unreadable or this deep"
+    )
+    if report.fts.error is not None:
         found.append(
             Finding(
                 Severity.WARNING,
                 "journal.fts.drift",
-                f"the memory search index differs from memory_items: {detail}",
+                f"the memory search index could not be read: {report.fts.error}",
+                reopen,
+            )
+        )
+    elif report.fts.drift:
+        found.append(
+            Finding(
+                Severity.WARNING,
+                "journal.fts.drift",
+                f"the memory search index differs from memory_items: {report.fts.missing}"
+                f" memory items are not indexed and {report.fts.orphaned} index entries have"
+                " no item",
                 "rebuild it: INSERT INTO memory_items_fts(memory_items_fts) VALUES('rebuild')",
+            )
+        )
+    if report.fts.present and (report.fts.levels or 0) > RESTART_LEVELS:
+        found.append(
+            Finding(
+                Severity.WARNING,
+                "journal.fts.deep",
+                f"the memory search index's structure has {report.fts.levels} levels; past"
+                f" {STRUCTURE_LEVEL_LIMIT} FTS5 can no longer open it",
+                reopen,
             )
         )
     return found
@@ -603,7 +632,7 @@ def format_health(report: HealthReport) -> list[str]:
     else:
         fts_line = (
             f"{fts.items} memory items, {fts.indexed} indexed, {fts.missing} missing,"
-            f" {fts.orphaned} orphaned"
+            f" {fts.orphaned} orphaned, {fts.levels} structure levels"
         )
     counts = " ".join(
         f"{table}={'?' if count is None else count}" for table, count in report.row_counts.items()

@@ -27,7 +27,7 @@ import orjson
 from journal_core import validate
 from journal_core.errors import RecordNotFoundError, ValidationError
 from journal_core.events import Actor
-from journal_core.fts import match_expression
+from journal_core.fts import RESTART_LEVELS, match_expression, restart_index, structure_levels
 from journal_core.ids import new_ulid
 from journal_core.reader import JournalReader
 from journal_core.records import (
@@ -37,6 +37,7 @@ from journal_core.records import (
     purge_records,
     write_record,
 )
+from journal_core.schema import MEMORY_INDEX
 from journal_core.schema import now_ms as wall_clock_ms
 from journal_core.store import Journal, WriteContext
 
@@ -282,8 +283,17 @@ def _purge_items(ctx: WriteContext, ids: Sequence[str], reason: str, who: Record
 
 
 def _merge_index(ctx: WriteContext) -> None:
-    """Rewrite the full-text index as one segment, dropping every deleted item's words."""
-    ctx.execute("INSERT INTO memory_items_fts (memory_items_fts) VALUES ('optimize')")
+    """Rewrite the full-text index as one segment, dropping every deleted item's words.
+
+    ``'optimize'`` does that in place, but grows the index's structure by a level each time
+    (see :mod:`journal_core.fts`); past :data:`RESTART_LEVELS` the index is rebuilt from
+    ``memory_items`` instead, which drops the deleted words too and starts the structure over.
+    """
+    levels = structure_levels(ctx, MEMORY_INDEX)
+    if levels is not None and levels <= RESTART_LEVELS:
+        ctx.execute("INSERT INTO memory_items_fts (memory_items_fts) VALUES ('optimize')")
+    else:
+        restart_index(ctx, MEMORY_INDEX)
 
 
 def _ids(ctx: WriteContext, sql: str, params: tuple[object, ...]) -> list[str]:

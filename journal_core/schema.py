@@ -20,6 +20,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 #: Every stored column of ``journal_events``, in the order readers and copies use.
+#: The FTS5 index of memory_items (see journal_core.fts for its upkeep).
+MEMORY_INDEX = "memory_items_fts"
 EVENT_COLUMNS: tuple[str, ...] = (
     "seq",
     "event_ulid",

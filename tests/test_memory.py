@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import sqlite3
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 from journal_helpers import assert_verified, file_bytes, read, run
 
 from journal_core import Journal, JournalReader, ValidationError, verify_file
+from journal_core.fts import RESTART_LEVELS, STRUCTURE_LEVEL_LIMIT, structure_levels
+from journal_core.health import HealthReport, health_report
 from journal_core.memory import (
     DEFAULT_TTL_MS,
     HASH_EMBEDDING_MODEL,
@@ -32,6 +35,7 @@ from journal_core.memory import (
     run_retention,
     search,
 )
+from journal_core.schema import MEMORY_INDEX
 
 DAY = MEMORY_RETENTION_DAY_MS
 NOW = 1_750_000_000_000
@@ -706,3 +710,150 @@ def test_tampered_item_and_vector_are_reported(tmp_path: Path) -> None:
         ("record_digest_mismatch", "memory_items", memory_id),
         ("record_digest_mismatch", "memory_vectors", memory_id),
     }
+
+
+# --- the index's FTS5 structure -----------------------------------------------------------------
+
+
+def run_health(path: Path) -> HealthReport:
+    return asyncio.run(health_report(path, now_ms=NOW))
+
+
+def _levels(path: Path) -> int | None:
+    conn = sqlite3.connect(path)
+    try:
+        return structure_levels(conn, MEMORY_INDEX)
+    finally:
+        conn.close()
+
+
+# SQLite before 3.42 deepens the structure only once the index spans more than one leaf page.
+SPREAD_NOTES = [
+    {"content": f"note {n} about kafka alpha{n} beta{n} gamma{n} delta{n} epsilon{n}"}
+    for n in range(180)
+]
+
+
+def _deepen_index(path: Path, optimizations: int) -> None:
+    """What SQLite before 3.42 does to the index at every purge: a change, then 'optimize'.
+
+    The same row is deleted from the index and indexed again, so the index stays true to
+    memory_items; each 'optimize' then adds a level to the structure (until FTS5 refuses it).
+    """
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        rowid, text = conn.execute(
+            "SELECT rowid, content_text FROM memory_items LIMIT 1"
+        ).fetchone()
+        for _ in range(optimizations):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    f"INSERT INTO {MEMORY_INDEX} ({MEMORY_INDEX}, rowid, content_text)"
+                    " VALUES ('delete', ?, ?)",
+                    (rowid, text),
+                )
+                conn.execute(
+                    f"INSERT INTO {MEMORY_INDEX} (rowid, content_text) VALUES (?, ?)", (rowid, text)
+                )
+                conn.execute(f"INSERT INTO {MEMORY_INDEX} ({MEMORY_INDEX}) VALUES ('optimize')")
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError:
+                conn.execute("ROLLBACK")
+                return
+    finally:
+        conn.close()
+
+
+def _index_opens(path: Path) -> bool:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(f"SELECT rowid FROM {MEMORY_INDEX} LIMIT 0").fetchall()
+        return True
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
+
+
+def _index_intact(path: Path) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"INSERT INTO {MEMORY_INDEX} ({MEMORY_INDEX}) VALUES ('integrity-check')")
+    finally:
+        conn.close()
+
+
+def test_purges_keep_the_index_structure_shallow(tmp_path: Path) -> None:
+    # Each purge merges the index; with 'optimize' alone every merge deepened the structure by
+    # a level, and ~1,400 purges made the index impossible to open.
+    path = tmp_path / "j.db"
+
+    async def scenario(journal: Journal) -> list[int | None]:
+        await _ingest_all(journal, SPREAD_NOTES)
+        depths = []
+        for n in range(RESTART_LEVELS + 40):
+            await _ingest_all(journal, [{"content": f"passing note {n}", "channel": "brief"}])
+            assert await purge(journal, MemoryPurgeRequest(ALICE, channel="brief")) == 1
+            depths.append(_levels(path))
+        return depths
+
+    depths = run(path, scenario)
+    # One 'optimize' adds up to two levels: the depth never passes the threshold by more.
+    assert all(depth is not None and depth <= RESTART_LEVELS + 2 for depth in depths), depths
+    assert min(depths[RESTART_LEVELS:]) < max(depths)  # it was restarted along the way
+    assert b"passing" not in file_bytes(path)  # restarts drop purged words too
+    _index_intact(path)
+    hits = read(path, lambda reader: search(reader, "kafka", principal=ALICE, now_ms=NOW))
+    assert len(hits) == 10
+    assert_verified(path)
+
+
+def test_a_writer_mends_an_index_too_deep_to_open(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    run(
+        path,
+        lambda journal: _ingest_all(journal, SPREAD_NOTES),
+    )
+    _deepen_index(path, STRUCTURE_LEVEL_LIMIT)
+    if _index_opens(path):
+        pytest.skip(f"SQLite {sqlite3.sqlite_version} caps the levels of an FTS5 structure")
+    assert (_levels(path) or 0) > STRUCTURE_LEVEL_LIMIT
+    report = run_health(path)
+    assert "journal.fts.drift" in report.finding_codes()
+    assert "could not be read" in str(report.to_dict())
+
+    # Opening it for writing restarts the structure: search works again, nothing else changed.
+    run(path, lambda journal: asyncio.sleep(0))
+    hits = read(path, lambda reader: search(reader, "kafka", principal=ALICE, now_ms=NOW))
+    assert len(hits) == 10
+    assert (_levels(path) or 0) <= 1
+    _index_intact(path)
+    assert run_health(path).finding_codes() == []
+    assert_verified(path)
+
+
+def test_health_warns_of_a_deep_structure_and_a_writer_restarts_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    run(path, lambda journal: _ingest_all(journal, SPREAD_NOTES))
+    _deepen_index(path, RESTART_LEVELS + 20)
+    depth = _levels(path)
+    if depth is None or depth <= RESTART_LEVELS:
+        pytest.skip(f"SQLite {sqlite3.sqlite_version} caps the levels of an FTS5 structure")
+    report = run_health(path)
+    assert report.finding_codes() == ["journal.fts.deep"]
+    assert report.fts.levels == depth
+    run(path, lambda journal: asyncio.sleep(0))
+    assert (_levels(path) or 0) <= 1
+    assert run_health(path).finding_codes() == []
+
+
+def test_structure_levels_reads_the_record() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    assert structure_levels(conn, "t") == 0
+    conn.execute("INSERT INTO t (x) VALUES ('one two')")
+    conn.commit()
+    assert structure_levels(conn, "t") == 1
+    conn.execute("DELETE FROM t_data WHERE id = 10")
+    assert structure_levels(conn, "t") is None
