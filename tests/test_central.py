@@ -222,6 +222,65 @@ def test_a_shipper_killed_mid_batch_resumes_with_nothing_duplicated_or_missing(
     assert report.ok, report.to_dict()
 
 
+def test_a_shipper_started_before_its_journal_waits_for_it(
+    tmp_path: Path, central_url: str
+) -> None:
+    db = tmp_path / "later.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "journal_core", "ship", str(db), "--to", central_url]
+    once = subprocess.run(
+        [*command, "--once"], check=False, env=env, capture_output=True, text=True
+    )
+    assert once.returncode == 2
+    assert f"no journal at {db}" in once.stderr
+
+    process = subprocess.Popen(
+        [*command, "--interval", "0.05"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "waiting for a journal at" in process.stdout.readline()
+        assert process.poll() is None
+        _demo(db, 300)
+        head = _host_rows(db, "SELECT MAX(seq) FROM journal_events")[0][0]
+        deadline = time.monotonic() + 30
+        while (
+            _central_rows(central_url, "SELECT coalesce(max(seq), 0) FROM journal_events")[0][0]
+            < head
+        ):
+            assert time.monotonic() < deadline, "the waiting shipper never shipped"
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    [report] = _verify(central_url)
+    assert report.ok, report.to_dict()
+
+
+def test_a_waiting_shipper_stops_on_ctrl_c(tmp_path: Path, central_url: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    url = central_url
+    process = subprocess.Popen(
+        [sys.executable, "-m", "journal_core", "ship", str(tmp_path / "never.db"), "--to", url],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert "waiting for a journal at" in process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert not (tmp_path / "never.db").exists()
+
+
 # --- the witness ------------------------------------------------------------------------------
 
 

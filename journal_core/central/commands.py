@@ -11,6 +11,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 
 import psycopg
@@ -62,11 +63,17 @@ def ship(
     interval: float,
     write: Write,
 ) -> int:
-    """``journal ship DB --to URL``: once, or continuously until interrupted."""
+    """``journal ship DB --to URL``: once, or continuously until interrupted.
+
+    Continuously, a journal that does not exist yet is waited for (a shipper started before
+    its daemon); ``--once`` reports it missing.
+    """
     if interval <= 0:
         raise ValueError("--interval must be > 0")
     central = connect_central(url)
     try:
+        if not once and not _appeared(Path(db).expanduser(), interval, write):
+            return EXIT_OK
         shipper = Shipper(db, central, url=url, batch_size=batch_size)
         try:
             if once:
@@ -103,6 +110,19 @@ def ship(
             shipper.close()
     finally:
         central.close()
+
+
+def _appeared(path: Path, interval: float, write: Write) -> bool:
+    """Wait until ``path`` exists; False when interrupted first."""
+    if path.exists():
+        return True
+    with _stop_on_signals() as should_stop:
+        write(f"waiting for a journal at {path.absolute()}; Ctrl-C stops")
+        while not path.exists():
+            if should_stop():
+                return False
+            time.sleep(min(interval, 0.5))
+    return True
 
 
 def verify(
