@@ -81,6 +81,8 @@ _HEAD = (
 
 T = TypeVar("T")
 _LOG = logging.getLogger(__name__)
+# Litestream creates this table in every database it replicates.
+_LITESTREAM_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_litestream_lock'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,8 @@ class _Writer:
         self.checkpointer = open_checkpointer(conn, info, config)
         # Set when a WAL checkpoint was asked of the writer thread and has not finished yet.
         self.wal_checkpoint_asked = False
+        # Whether this writer checkpoints the WAL (see owns_wal_checkpoints).
+        self.checkpoints_owned = config.wal_checkpoints
         self._wal_conn: sqlite3.Connection | None = None
         self._shm: int | None = None
         # Idle, the connection never waits for a lock, so an inline BEGIN fails at once when
@@ -355,11 +359,26 @@ class _Writer:
         if self.checkpointer is not None:
             self.checkpointer.after_commit()
 
+    def owns_wal_checkpoints(self) -> bool:
+        """Whether this writer checkpoints the WAL.
+
+        Not when configured so (``wal_checkpoints=False``), nor once Litestream replicates the
+        file: Litestream creates its ``_litestream_lock`` table in the database, and must then
+        be the WAL's only checkpointer, or its replica can be corrupt (docs/replication.md).
+        Looked for until found, so that a replication started after the writer opened is
+        obeyed from the next checkpoint on; SQLite's own checkpoints in commits stop too.
+        """
+        if self.checkpoints_owned and self.conn.execute(_LITESTREAM_TABLE).fetchone() is not None:
+            self.checkpoints_owned = False
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            _LOG.info("%s is replicated by Litestream, which checkpoints it", self.info.path)
+        return self.checkpoints_owned
+
     def take_wal_checkpoint_due(self, frames: int) -> bool:
         """True (once until it ran) when the WAL holds ``WAL_CHECKPOINT_FRAMES`` or more."""
-        if not self.config.wal_checkpoints:
-            return False
         if self.wal_checkpoint_asked or frames < WAL_CHECKPOINT_FRAMES:
+            return False
+        if not self.owns_wal_checkpoints():
             return False
         self.wal_checkpoint_asked = True
         return True
@@ -382,7 +401,7 @@ class _Writer:
 
         Off while commits may run on the event loop (the writer thread checkpoints instead).
         """
-        frames = WAL_CHECKPOINT_FRAMES if enabled and self.config.wal_checkpoints else 0
+        frames = WAL_CHECKPOINT_FRAMES if enabled and self.owns_wal_checkpoints() else 0
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {frames}")
 
     def checkpoint_wal(self) -> None:
@@ -459,8 +478,8 @@ class _Writer:
             self.checkpoint_now()
         # Without waiting: a reader that keeps a transaction open (Litestream always does)
         # would make it wait the whole busy timeout for nothing; it truncates when none does.
-        if self.config.wal_checkpoints:
-            with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error):
+            if self.owns_wal_checkpoints():
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
@@ -705,7 +724,10 @@ class Journal:
     def _wal_due_after_commit(self) -> bool:
         """On the writer thread: whether its commit left the WAL due for a checkpoint."""
         if not self._inline_ok:
-            return False  # SQLite checkpoints inside the commits
+            # SQLite checkpoints inside the commits (each of which fsyncs: one more look is
+            # nothing beside it), unless a Litestream has started replicating meanwhile.
+            self._writer.owns_wal_checkpoints()
+            return False
         try:
             frames, _ = self._writer.wal_state()
         except OSError:
@@ -727,9 +749,10 @@ class Journal:
         with no transaction in flight: it copies what came meanwhile and the next transaction
         restarts the WAL (inline appends queue for the writer meanwhile, the loop never waits).
         """
-        self._writer.checkpoint_wal()
-        with self._lock:
-            self._writer.checkpoint_wal()  # nothing left to copy: returns at once, no fsync
+        if self._writer.checkpoints_owned:
+            self._writer.checkpoint_wal()
+            with self._lock:
+                self._writer.checkpoint_wal()  # nothing left to copy: returns at once, no fsync
         self._writer.wal_checkpoint_asked = False
 
     async def close(self) -> None:

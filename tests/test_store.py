@@ -25,6 +25,7 @@ from journal_core import (
     new_ulid,
     verify_file,
 )
+from journal_core.connection import Synchronous
 from journal_core.schema import SCHEMA_VERSION
 
 SESSION = new_ulid()
@@ -379,14 +380,30 @@ def test_the_wal_is_checkpointed_while_appends_keep_coming(
     assert verify_file(path)[1].ok
 
 
-def test_without_wal_checkpoints_the_writer_leaves_the_wal_to_another(tmp_path: Path) -> None:
-    """``wal_checkpoints=False`` (Litestream replicating): the writer never copies the WAL back,
-    so it keeps growing until someone else (Litestream) checkpoints it."""
+def _mark_replicated(path: Path) -> None:
+    """What Litestream does to a database it starts replicating: it creates its lock table."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("why", ["configured", "replicated"])
+def test_without_wal_checkpoints_the_writer_leaves_the_wal_to_another(
+    tmp_path: Path, why: str
+) -> None:
+    """``wal_checkpoints=False``, or a file Litestream replicates: the writer never copies the
+    WAL back, so it keeps growing until someone else (Litestream) checkpoints it."""
     path = tmp_path / "j.db"
     pad = "w" * 40_000
+    if why == "replicated":
+        _run(_append_all(path, [_event()]))
+        _mark_replicated(path)
 
     async def scenario() -> int:
-        config = JournalConfig(wal_checkpoints=False)
+        config = JournalConfig(wal_checkpoints=why != "configured")
         async with await Journal.open(path, config) as journal:
             for i in range(300):
                 await journal.append(_event(payload={"i": i, "pad": pad}))
@@ -395,6 +412,32 @@ def test_without_wal_checkpoints_the_writer_leaves_the_wal_to_another(tmp_path: 
     wal = _run(scenario())
     written = int(_rows(path, "SELECT SUM(LENGTH(payload_json)) FROM journal_events")[0][0])
     assert wal > written > 10 * 1024 * 1024  # every frame still in the WAL: none was reused
+    assert verify_file(path)[1].ok
+
+
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+def test_a_writer_stops_checkpointing_once_litestream_starts(
+    tmp_path: Path, synchronous: Synchronous
+) -> None:
+    """Litestream started beside a running writer: from its next checkpoint on, the writer
+    leaves the WAL alone (a writer checkpointing under Litestream can corrupt the replica).
+    Under FULL, SQLite's own checkpoints inside the commits stop too."""
+    path = tmp_path / "j.db"
+    pad = "w" * 40_000
+
+    async def scenario() -> tuple[int, int]:
+        async with await Journal.open(path, JournalConfig(synchronous=synchronous)) as journal:
+            for i in range(600):  # 24 MB: the writer checkpoints and restarts the WAL
+                await journal.append(_event(payload={"i": i, "pad": pad}))
+            before = os.path.getsize(f"{path}-wal")
+            _mark_replicated(path)
+            for i in range(400):  # 16 MB more, none of it checkpointed
+                await journal.append(_event(payload={"i": i, "pad": pad}))
+            return before, os.path.getsize(f"{path}-wal")
+
+    before, after = _run(scenario())
+    assert before < 16 * 1024 * 1024
+    assert after > before + 400 * len(pad)
     assert verify_file(path)[1].ok
 
 
