@@ -73,7 +73,7 @@ def link_preimage(values: Sequence[Value]) -> bytes:
     """The exact bytes hashed for a link: the domain tag and every value of ``LINK_COLUMNS``."""
     if len(values) != len(LINK_COLUMNS):
         raise ValueError(f"a link has {len(LINK_COLUMNS)} values, got {len(values)}")
-    return DOMAIN_TAG + b"".join(encode_value(value) for value in values)
+    return DOMAIN_TAG + encode_values(values)
 
 
 # The row layout of journal_events, with each run of fixed-width parts between two texts packed
@@ -89,6 +89,31 @@ _PACK_TAGGED_INT = struct.Struct(">Bq").pack
 _TEXT_HEADS_BELOW = 4096
 _TEXT_HEADS = tuple(_PACK_TEXT_HEAD(1, length) for length in range(_TEXT_HEADS_BELOW))
 _EMPTY = b""
+
+
+def encode_values(values: Iterable[Value]) -> bytes:
+    """The encodings of ``values``, concatenated: ``b"".join(map(encode_value, values))``.
+
+    Faster for the common types (text, integers, NULL), which are encoded here without a call
+    per value; any other value (and an integer beyond 64 bits) goes through
+    :func:`encode_value`, the reference. ``tests/test_chain.py`` proves the bytes identical.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    heads = _TEXT_HEADS
+    for value in values:
+        if type(value) is str:
+            data = value.encode("utf-8", "surrogatepass")
+            length = len(data)
+            append(heads[length] if length < _TEXT_HEADS_BELOW else _PACK_TEXT_HEAD(1, length))
+            append(data)
+        elif type(value) is int and -(1 << 63) <= value < (1 << 63):
+            append(_PACK_TAGGED_INT(2, value))
+        elif value is None:
+            append(_TAG_NULL)
+        else:
+            append(encode_value(value))
+    return b"".join(parts)
 
 
 def _layout_preimage(row: Sequence[Any]) -> bytes:

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from journal_core.chain import RecordBreak, Value, encode_value
+from journal_core.chain import RecordBreak, Value, encode_value, encode_values
 from journal_core.events import Actor, Kind, PreparedEvent
 from journal_core.ids import new_ulid
 from journal_core.store import WriteContext
@@ -153,9 +153,7 @@ def key_text(key: Sequence[Value]) -> str:
 def record_digest(spec: RecordSpec, values: Sequence[Value]) -> str:
     """Hex SHA-256 of a row: the tag, the table name, then every digest column's value."""
     return hashlib.sha256(
-        RECORD_DIGEST_TAG
-        + encode_value(spec.table)
-        + b"".join(encode_value(value) for value in values)
+        RECORD_DIGEST_TAG + encode_value(spec.table) + encode_values(values)
     ).hexdigest()
 
 

@@ -6,7 +6,7 @@ import hashlib
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from journal_core.chain import (
@@ -15,6 +15,7 @@ from journal_core.chain import (
     BreakCode,
     _layout_preimage,
     encode_value,
+    encode_values,
     genesis_prev_hash,
     link_hash,
     link_preimage,
@@ -150,6 +151,38 @@ _layout_rows = st.tuples(
     st.none() | _text,  # redaction_rules
     _text,  # payload_json
 )
+
+
+# Every type a record row or a link can hold, and some it cannot.
+_any_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),  # beyond 64 bits too: refused alike
+    st.floats(allow_nan=False),
+    st.text(alphabet=st.characters(blacklist_categories=()), max_size=5_000),
+    st.binary(max_size=5_000),
+    st.sampled_from([[], {}, object()]),
+)
+
+
+def _reference_or_error(values: list[object]) -> bytes | type[Exception]:
+    try:
+        return b"".join(encode_value(value) for value in values)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        return type(error)
+
+
+@given(st.lists(_any_value, max_size=12))
+@example([2**63 - 1, -(2**63), "x" * 4_096, b"y" * 4_095, True, 0.5])
+@example([2**63])  # one past 64 bits: refused, as by the reference
+@example([-(2**63) - 1])
+def test_encode_values_is_byte_identical_to_the_reference(values: list[object]) -> None:
+    expected = _reference_or_error(values)
+    if isinstance(expected, bytes):
+        assert encode_values(values) == expected  # type: ignore[arg-type]
+    else:
+        with pytest.raises(expected):
+            encode_values(values)  # type: ignore[arg-type]
 
 
 def _as_stored(row: tuple[object, ...]) -> list[object]:

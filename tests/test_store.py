@@ -431,13 +431,15 @@ def test_a_writer_stops_checkpointing_once_litestream_starts(
                 await journal.append(_event(payload={"i": i, "pad": pad}))
             before = os.path.getsize(f"{path}-wal")
             _mark_replicated(path)
-            for i in range(400):  # 16 MB more, none of it checkpointed
+            for i in range(800):  # 32 MB more, none of it checkpointed
                 await journal.append(_event(payload={"i": i, "pad": pad}))
             return before, os.path.getsize(f"{path}-wal")
 
     before, after = _run(scenario())
-    assert before < 16 * 1024 * 1024
-    assert after > before + 400 * len(pad)
+    assert before < 600 * len(pad)  # the writer checkpointed: WAL frames were reused
+    # Every frame since the mark is still in the WAL (a checkpoint in flight at the mark may
+    # have restarted it once); a writer still checkpointing keeps it near 16 MiB.
+    assert after > 800 * len(pad)
     assert verify_file(path)[1].ok
 
 

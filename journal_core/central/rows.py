@@ -14,7 +14,7 @@ import struct
 from collections.abc import Sequence
 
 from journal_core import records
-from journal_core.chain import Value, encode_value
+from journal_core.chain import Value, encode_values
 from journal_core.records import RecordSpec
 
 #: What a NUL becomes in a central ``text`` value.
@@ -39,7 +39,7 @@ def shown(values: Sequence[Value]) -> tuple[Value, ...]:
 
 def pack(values: Sequence[Value]) -> bytes:
     """The exact values, in the tagged encoding record digests hash."""
-    return b"".join(encode_value(value) for value in values)
+    return encode_values(values)
 
 
 def unpack(data: bytes) -> tuple[Value, ...]:
