@@ -636,9 +636,10 @@ async def sweep_expired(
     def work(ctx: WriteContext) -> list[str]:
         now = ctx.now_ms if clock is None else clock
         rows = ctx.execute(
+            # ``+state``: driven by the expiry index, not by every finished job's state entry.
             f"SELECT {_JOB_COLUMNS} FROM tool_jobs WHERE expires_at_unix_ms <= ?"
             " AND legal_hold = 0 AND active_ref_count = 0"
-            f" AND state IN ({', '.join('?' for _ in candidates)})"
+            f" AND +state IN ({', '.join('?' for _ in candidates)})"
             " ORDER BY expires_at_unix_ms, job_ulid LIMIT ?",
             (now, *candidates, count),
         ).fetchall()

@@ -803,3 +803,47 @@ def test_output_reads_backwards_from_the_end(tmp_path: Path) -> None:
                 assert rest.at_start
 
     asyncio.run(scenario())
+
+
+class _PlanRecorder:
+    """A ``Reads`` over a plain connection that keeps SQLite's plan of every query it runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self.plans: list[list[str]] = []
+
+    async def fetchall(self, query: str, params: tuple[object, ...] = ()) -> list[Any]:
+        plan = self.conn.execute(f"EXPLAIN QUERY PLAN {query}", params).fetchall()
+        self.plans.append([str(row[3]) for row in plan])
+        return self.conn.execute(query, params).fetchall()
+
+    def transcript_match(self, text: str) -> tuple[str, tuple[object, ...]] | None:
+        raise AssertionError("not used by tool jobs")
+
+
+def test_job_lists_and_the_expiry_sweep_go_through_indexes(tmp_path: Path) -> None:
+    # At 4.5M events (120,000 jobs) the newest-first list sorted every job, 16 KiB output
+    # previews included, on every load of the inspector's Jobs pane: 2 s.
+    path = tmp_path / "j.db"
+    statements: list[str] = []
+
+    async def scenario() -> None:
+        async with await Journal.open(path) as journal:
+            for _ in range(3):
+                await _new_job(journal)
+            journal._writer.conn.set_trace_callback(statements.append)
+            await tj.sweep_expired(journal, now_ms=T0)
+            journal._writer.conn.set_trace_callback(None)
+        recorder = _PlanRecorder(path)
+        assert len(await tj.list_jobs(recorder)) == 3
+        assert len(await tj.list_jobs(recorder, session_id=SESSION)) == 3
+        newest, of_session = recorder.plans
+        # Newest first: read in index order, LIMIT rows and no more, never sorted whole.
+        assert newest == ["SCAN tool_jobs USING INDEX tool_jobs_created"], newest
+        assert of_session == ["SEARCH tool_jobs USING INDEX tool_jobs_session (session_ulid=?)"]
+        [sweep] = [sql for sql in statements if "expires_at_unix_ms <=" in sql]
+        plan = recorder.conn.execute(f"EXPLAIN QUERY PLAN {sweep}").fetchall()
+        assert "tool_jobs_expires" in str(plan), plan
+        recorder.conn.close()
+
+    _run(scenario())
