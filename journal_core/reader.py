@@ -309,8 +309,12 @@ class JournalReader:
         if self._closed:
             raise JournalClosedError(f"the reader of {self.info.path} is closed")
         try:
-            async with self._conn.execute(query, params) as cursor:
-                return [tuple(row) for row in await cursor.fetchall()]
+            # Executed and fetched in one call on the connection's thread. Awaited apart, the
+            # statements of concurrent callers overlapped, and SQLite keeps a connection's read
+            # transaction while any statement is active: chained overlaps kept one snapshot for
+            # seconds, and a read after a commit could miss it.
+            rows = await self._conn.execute_fetchall(query, params)
+            return [tuple(row) for row in rows]
         except sqlite3.Error as error:
             raise describe_sqlite_error(self.info.path, error) from None
         except ValueError as error:  # aiosqlite: the connection was closed under the query

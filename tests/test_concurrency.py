@@ -334,3 +334,42 @@ def test_wal_stays_bounded_under_a_polling_reader_and_grows_under_a_pinning_one(
         f" {bounded.frame_resets} WAL resets; pinning reader ({pinned.events_written} events /"
         f" {pinned.bytes_written / 2**20:.1f} MiB written): max -wal {pinned_max / 2**20:.2f} MiB"
     )
+
+
+def test_a_shared_reader_sees_every_commit_that_returned(tmp_path: Path) -> None:
+    """Reads after a commit see it, even with other tasks querying the same reader.
+
+    Before, ``fetchall`` awaited its statement's execution and its rows apart, so the queries
+    of concurrent tasks overlapped on the connection; SQLite keeps a read transaction while any
+    statement is active, so chained overlaps kept one old snapshot (13 of 300 reads stale here;
+    the demo daemon's agents, sharing one reader, twice failed to find an approval they had
+    just requested).
+    """
+    path = tmp_path / "j.db"
+    session, run = new_ulid(), new_ulid()
+
+    def event(payload: dict[str, object]) -> EventInput:
+        return EventInput(session, run, 1, "agent", "p", "d", payload)
+
+    async def scenario() -> int:
+        async with await Journal.open(path) as journal:
+            for i in range(300):
+                await journal.append(event({"i": i, "pad": PAYLOAD_PAD}))
+            async with await JournalReader.open(path) as reader:
+                done = asyncio.Event()
+
+                async def busy() -> None:
+                    while not done.is_set():
+                        await reader.last_events(200)
+
+                others = [asyncio.create_task(busy()) for _ in range(8)]
+                stale = 0
+                for i in range(300):
+                    appended = await journal.append(event({"n": i}))
+                    if (await reader.head()).seq < appended.seq:
+                        stale += 1
+                done.set()
+                await asyncio.gather(*others)
+                return stale
+
+    assert asyncio.run(scenario()) == 0
