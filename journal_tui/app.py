@@ -180,6 +180,9 @@ class JournalApp(App[None]):
         if pane in self.panes:
             self.panes[pane].reload()
 
+    def on_sessions_pane_first_shown(self, _message: SessionsPane.FirstShown) -> None:
+        self.chain.start()
+
     async def on_daemons_pane_scope_changed(self, message: DaemonsPane.ScopeChanged) -> None:
         """Show one daemon's journal (or all) in every pane."""
         try:

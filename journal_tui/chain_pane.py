@@ -32,6 +32,9 @@ from journal_tui.render import literal, timestamp
 from journal_tui.source import Source
 from journal_tui.tables import selected_key, sync_table
 
+#: When the start-up checks begin if the sessions never come on screen (seconds after mount).
+START_FALLBACK_S = 2.0
+
 
 @dataclass(slots=True)
 class ChainState:
@@ -108,6 +111,7 @@ class ChainPane(Vertical):
         self.strip = ChainStrip(self.state, id="chain-strip")
         # Bumped when the journal in view changes: results of a check of the previous one drop.
         self.generation = 0
+        self._started = False
 
     def compose(self) -> ComposeResult:
         yield Static("", id="chain-summary", classes="chain-summary")
@@ -129,10 +133,19 @@ class ChainPane(Vertical):
             ("What", "summary"),
         ):
             table.add_column(label, key=key)
-        # After the first paint: first the cheap check from the newest signed checkpoint
-        # (seconds become milliseconds on a large journal), then every link and record.
+        # Once the first screen is up (the app calls start; this timer only stands in if the
+        # sessions never show): first the cheap check from the newest signed checkpoint
+        # (seconds become milliseconds on a large journal), then every link and record. Begun
+        # earlier, the checks' thread competed with the first screen for the GIL.
         self.running = True
-        self.set_timer(0.3, self._first_check)
+        self.set_timer(START_FALLBACK_S, self.start)
+
+    def start(self) -> None:
+        """Begin the start-up checks, once."""
+        if self._started:
+            return
+        self._started = True
+        self._first_check()
 
     def reset(self) -> None:
         """Another journal is in view: forget what was verified and check it afresh."""
@@ -144,6 +157,7 @@ class ChainPane(Vertical):
         self.running = False
         self._show()
         self.running = True
+        self._started = True
         self._first_check()
 
     def _first_check(self) -> None:

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from journal_core import JournalError
@@ -34,6 +35,9 @@ class SessionsPane(Vertical):
         Binding("down", "focus_main", show=False),
     ]
 
+    class FirstShown(Message):
+        """The first list of sessions is on screen: the start-up is over."""
+
     def __init__(self, source: Source) -> None:
         super().__init__(id="sessions-pane")
         self.source = source
@@ -42,6 +46,7 @@ class SessionsPane(Vertical):
         self.summaries: dict[str, SessionSummary] = {}
         self._loaded_at = -RELOAD_INTERVAL_S
         self._reload_scheduled = False
+        self._shown = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="toolbar"):
@@ -135,6 +140,9 @@ class SessionsPane(Vertical):
         self.summaries = {item.session.session_id: item for item in found}
         with contextlib.suppress(NoMatches):  # the app quit while the query ran
             self._show(found)
+            if not self._shown:
+                self._shown = True
+                self.call_after_refresh(self.post_message, self.FirstShown())
 
     def _show(self, found: list[SessionSummary]) -> None:
         now = clock.now_ms()
