@@ -749,13 +749,10 @@ class Journal:
         with no transaction in flight: it copies what came meanwhile and the next transaction
         restarts the WAL (inline appends queue for the writer meanwhile, the loop never waits).
         """
-        with self._lock:
-            owned = self._writer.owns_wal_checkpoints()  # Litestream may have started since
-        if owned:
+        if self._writer.checkpoints_owned:
             self._writer.checkpoint_wal()
             with self._lock:
-                if self._writer.owns_wal_checkpoints():
-                    self._writer.checkpoint_wal()  # nothing left to copy: at once, no fsync
+                self._writer.checkpoint_wal()  # nothing left to copy: returns at once, no fsync
         self._writer.wal_checkpoint_asked = False
 
     async def close(self) -> None:
