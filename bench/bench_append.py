@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from figures import percentile
 from journal_files import scan_and_hash
 
 from journal_core import EventInput, Journal, new_ulid, verify_file
@@ -180,25 +181,7 @@ def link_floor(events: list[EventInput]) -> float:
     prepared = [prepare_event(event) for event in events[:1_000]]
     start = time.perf_counter()
     for seq, event in enumerate(prepared, 1):
-        link_hash(
-            (
-                "0" * 64,
-                seq,
-                event.event_ulid,
-                event.session_ulid,
-                event.run_ulid,
-                event.kind,
-                event.actor,
-                event.timestamp_unix_ms,
-                event.timestamp_unix_ms,
-                event.principal,
-                event.device_id,
-                event.channel,
-                event.redacted,
-                event.redaction_rules,
-                event.payload_json,
-            )
-        )
+        link_hash(event.link_values("0" * 64, seq, event.timestamp_unix_ms))
     return (time.perf_counter() - start) / len(prepared) * 1e6
 
 
@@ -233,11 +216,6 @@ async def thread_hop_floor(count: int) -> float:
     inbox.put(None)
     thread.join()
     return elapsed / count * 1e6
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def main() -> None:

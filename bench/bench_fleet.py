@@ -55,7 +55,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import psycopg  # noqa: E402
-from journal_files import install, journal_files  # noqa: E402
+from figures import percentile  # noqa: E402
+from journal_files import head_seq, install, journal_files  # noqa: E402
 from postgres_server import PostgresServer, running_server  # noqa: E402
 
 from journal_core.central.connection import connect_central  # noqa: E402
@@ -72,21 +73,6 @@ AGENTS = 4
 WRITE_TICK_S = 0.005
 DRAIN_TIMEOUT_S = 60.0
 SEEDS = (1, 2)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The value below which ``fraction`` of ``values`` fall (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def head_seq(path: Path) -> int:
-    """The highest seq of a journal file."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT MAX(seq) FROM journal_events").fetchone()[0] or 0)
-    finally:
-        conn.close()
 
 
 def journal_id_of(path: Path) -> str:

@@ -51,7 +51,6 @@ import random
 import re
 import resource
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -63,7 +62,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from journal_files import copy_journal, install, journal_files  # noqa: E402
+from figures import percentile  # noqa: E402
+from journal_files import copy_journal, head_seq, install, journal_files  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 SCREEN_SIZE = (150, 42)
@@ -76,26 +76,8 @@ WRITE_TICK_S = 0.005
 VERIFY_WAIT_S = 600.0
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """The value below which ``fraction`` of ``values`` fall (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def head_seq(path: Path) -> int:
-    """The highest seq in the journal (0 when unreadable or empty)."""
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-        try:
-            return int(conn.execute("SELECT MAX(seq) FROM journal_events").fetchone()[0] or 0)
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
 
 
 def ensure_demo(size: int) -> tuple[Path, float]:

@@ -52,7 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from journal_files import copy_journal, install, journal_files, scan_and_hash
+from journal_files import copy_journal, head_seq, install, journal_files, scan_and_hash
 
 from journal_core import EventInput, Journal, new_ulid, sessions, tape, verify_file
 
@@ -300,14 +300,6 @@ def _int(result: dict[str, object], key: str) -> int:
 
 
 # --- figures -------------------------------------------------------------------------------------
-
-
-def head_seq(path: Path) -> int:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT MAX(seq) FROM journal_events").fetchone()[0] or 0)
-    finally:
-        conn.close()
 
 
 def size_per_event(path: Path) -> dict[str, float]:

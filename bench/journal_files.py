@@ -54,3 +54,15 @@ def scan_and_hash(path: Path) -> tuple[int, float]:
     seconds = time.perf_counter() - start
     conn.close()
     return count, seconds
+
+
+def head_seq(path: Path) -> int:
+    """The highest seq in the journal at ``path`` (0 when unreadable or empty)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(conn.execute("SELECT MAX(seq) FROM journal_events").fetchone()[0] or 0)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0

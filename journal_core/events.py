@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from journal_core import validate
+from journal_core.chain import Value
 from journal_core.errors import PayloadTooLargeError, ValidationError
 from journal_core.ids import new_ulid
 from journal_core.redaction import DEFAULT_REDACTOR, Redactor
@@ -117,6 +118,27 @@ class PreparedEvent:
     principal: str
     device_id: str
     channel: str | None
+
+    def link_values(self, prev_hash: str, seq: int, created_at_unix_ms: int) -> tuple[Value, ...]:
+        """The values its chain link hashes (``chain.LINK_COLUMNS``), once the writer has
+        given it a place after ``prev_hash`` at ``seq`` and its commit time."""
+        return (
+            prev_hash,
+            seq,
+            self.event_ulid,
+            self.session_ulid,
+            self.run_ulid,
+            self.kind,
+            self.actor,
+            self.timestamp_unix_ms,
+            created_at_unix_ms,
+            self.principal,
+            self.device_id,
+            self.channel,
+            self.redacted,
+            self.redaction_rules,
+            self.payload_json,
+        )
 
 
 EVENT_FIELDS = (

@@ -79,6 +79,12 @@ def structure_levels(conn: Executes, table: str) -> int | None:
     return None
 
 
+def needs_restart(conn: Executes, table: str) -> bool:
+    """Whether the structure of ``table`` is deeper than :data:`RESTART_LEVELS` or unreadable."""
+    levels = structure_levels(conn, table)
+    return levels is None or levels > RESTART_LEVELS
+
+
 def restart_index(conn: Executes, table: str) -> None:
     """Empty the structure record of the external-content FTS5 table ``table``, then rebuild
     the index from its content table.
@@ -100,13 +106,11 @@ def repair_structure(conn: sqlite3.Connection, table: str) -> bool:
     Writers run this when they open a journal, which mends an index that an earlier version
     let grow past :data:`STRUCTURE_LEVEL_LIMIT`.
     """
-    levels = structure_levels(conn, table)
-    if levels is not None and levels <= RESTART_LEVELS:
+    if not needs_restart(conn, table):
         return False
     conn.execute("BEGIN IMMEDIATE")
     try:
-        levels = structure_levels(conn, table)  # another writer may have restarted it
-        if levels is not None and levels <= RESTART_LEVELS:
+        if not needs_restart(conn, table):  # another writer restarted it meanwhile
             conn.execute("ROLLBACK")
             return False
         restart_index(conn, table)

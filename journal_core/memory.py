@@ -27,7 +27,7 @@ import orjson
 from journal_core import validate
 from journal_core.errors import RecordNotFoundError, ValidationError
 from journal_core.events import Actor
-from journal_core.fts import RESTART_LEVELS, match_expression, restart_index, structure_levels
+from journal_core.fts import match_expression, needs_restart, restart_index
 from journal_core.ids import new_ulid
 from journal_core.reader import JournalReader
 from journal_core.records import (
@@ -286,14 +286,13 @@ def _merge_index(ctx: WriteContext) -> None:
     """Rewrite the full-text index as one segment, dropping every deleted item's words.
 
     ``'optimize'`` does that in place, but grows the index's structure by a level each time
-    (see :mod:`journal_core.fts`); past :data:`RESTART_LEVELS` the index is rebuilt from
+    (see :mod:`journal_core.fts`); past ``fts.RESTART_LEVELS`` the index is rebuilt from
     ``memory_items`` instead, which drops the deleted words too and starts the structure over.
     """
-    levels = structure_levels(ctx, MEMORY_INDEX)
-    if levels is not None and levels <= RESTART_LEVELS:
-        ctx.execute("INSERT INTO memory_items_fts (memory_items_fts) VALUES ('optimize')")
-    else:
+    if needs_restart(ctx, MEMORY_INDEX):
         restart_index(ctx, MEMORY_INDEX)
+    else:
+        ctx.execute("INSERT INTO memory_items_fts (memory_items_fts) VALUES ('optimize')")
 
 
 def _ids(ctx: WriteContext, sql: str, params: tuple[object, ...]) -> list[str]:

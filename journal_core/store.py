@@ -233,25 +233,7 @@ class _Writer:
     def row_for(self, event: PreparedEvent, created: int) -> tuple[object, ...]:
         """Chain ``event`` after the current head and return its row; advances the head."""
         self.seq += 1
-        digest = link_hash(
-            (
-                self.prev_hash,
-                self.seq,
-                event.event_ulid,
-                event.session_ulid,
-                event.run_ulid,
-                event.kind,
-                event.actor,
-                event.timestamp_unix_ms,
-                created,
-                event.principal,
-                event.device_id,
-                event.channel,
-                event.redacted,
-                event.redaction_rules,
-                event.payload_json,
-            )
-        )
+        digest = link_hash(event.link_values(self.prev_hash, self.seq, created))
         row = (
             self.seq,
             event.event_ulid,
