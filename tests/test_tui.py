@@ -39,6 +39,7 @@ from tui_fixtures import (
     write_showcase,
 )
 
+import journal_tui.chain_pane
 import journal_tui.clock
 import journal_tui.launch
 from journal_core import Journal, JournalError, JournalReader
@@ -357,6 +358,33 @@ def test_chain_pane_reports_intact_with_the_head(showcase: tuple[Path, Showcase]
             assert f"head hash {digest}" in summary
             assert table(app, "#breaks-table").row_count == 0
             assert "record rows not matching the chain: 0" in static_text(app, "#record-breaks")
+
+    run(scenario)
+
+
+def test_chain_checks_start_once_the_sessions_are_on_screen(
+    showcase: tuple[Path, Showcase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Begun during start-up, the checks' thread competed with the first screen for the GIL
+    # (0.99 s against 0.73 s on 10M events): they wait for the sessions list.
+    path, _show = showcase
+    monkeypatch.setattr(journal_tui.chain_pane, "START_FALLBACK_S", 3_600.0)
+    started_with_rows: list[int] = []
+    original = ChainPane.start
+
+    def start(self: ChainPane) -> None:
+        started_with_rows.append(table(self.app, "#sessions-table").row_count)
+        original(self)
+
+    monkeypatch.setattr(ChainPane, "start", start)
+
+    async def scenario() -> None:
+        async with inspector(path) as (app, pilot):
+            await wait_until(
+                pilot, lambda: app.chain.state.full_at_unix_ms is not None, "the verification"
+            )
+        [rows_when_started, *_] = started_with_rows
+        assert rows_when_started > 0
 
     run(scenario)
 
